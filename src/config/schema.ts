@@ -1,0 +1,67 @@
+/**
+ * The configuration schema: Oathkeeper's key names where they exist (`serve.*`, `access_rules.*`,
+ * `authenticators|authorizers|mutators.<id>.{enabled,config}`, `errors.{fallback,handlers}`,
+ * `log.*`), defaults embedded here, unknown keys rejected. Handler `config` objects are validated
+ * later, against each handler's own schema, when the rules are compiled (src/rules/compile.ts).
+ * @module
+ */
+import { z } from 'zod'
+
+const MiB = 1024 * 1024
+
+const Port = z.int().min(0).max(65535)
+
+/** `<stage>.<id>`: is the handler enabled, and its global config that rules merge their config over. */
+export const HandlerSwitch = z.strictObject({
+  enabled: z.boolean().default(false),
+  config: z.record(z.string(), z.unknown()).default({}),
+})
+export type HandlerSwitch = z.infer<typeof HandlerSwitch>
+
+const HandlerSwitches = z.record(z.string(), HandlerSwitch).default({})
+
+export const ConfigSchema = z.strictObject({
+  serve: z
+    .strictObject({
+      grpc: z
+        .strictObject({
+          host: z.string().min(1).default('127.0.0.1'),
+          /** 0 picks a free port (tests); the chosen port is logged. */
+          port: Port.default(50051),
+          /** Bytes. Must exceed the largest CheckRequest Envoy sends (headers + buffered body). */
+          max_receive_message_length: z.int().min(64 * 1024).max(256 * MiB).default(8 * MiB),
+          /**
+           * Upper bound for one Check when Envoy sends no deadline, in milliseconds. With a deadline,
+           * Portcullis answers (deny 503) shortly before it expires instead of letting Envoy time out.
+           */
+          max_check_duration_ms: z.int().min(1).max(60_000).default(1000),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  access_rules: z
+    .strictObject({
+      /** Files, directories, or file:// URLs; relative paths are relative to the config file. */
+      repositories: z.array(z.string().min(1)).default([]),
+      matching_strategy: z.enum(['regexp', 'glob']).default('regexp'),
+    })
+    .prefault({}),
+  authenticators: HandlerSwitches,
+  authorizers: HandlerSwitches,
+  mutators: HandlerSwitches,
+  errors: z
+    .strictObject({
+      /** Error handlers tried in order when a rule has none responsible (and for 404 / 500). */
+      fallback: z.array(z.string().min(1)).min(1).default(['json']),
+      handlers: HandlerSwitches,
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      format: z.enum(['json']).default('json'),
+    })
+    .prefault({}),
+})
+
+export type Config = z.infer<typeof ConfigSchema>
