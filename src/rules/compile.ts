@@ -19,6 +19,7 @@ import type {
   StageImpl,
 } from '../pipeline/types.js'
 import { buildMatcher, MatcherBuildError, type MatcherEntry, type RuleMatcher } from './matcher.js'
+import { isHeaderSetter } from '../pipeline/mutate/header.js'
 import { readRepositories } from './load.js'
 import { RuleSchema, type HandlerRef, type RawRule } from './schema.js'
 
@@ -51,14 +52,6 @@ export class RuleSetError extends Error {
     this.name = 'RuleSetError'
     this.problems = problems
   }
-}
-
-/** A mutator that declares which upstream headers it sets (the `header` mutator). */
-interface HeaderSetter {
-  readonly headerNames: readonly string[]
-}
-function isHeaderSetter(m: unknown): m is HeaderSetter {
-  return typeof m === 'object' && m !== null && Array.isArray((m as Partial<HeaderSetter>).headerNames)
 }
 
 const STAGE_CONFIG_KEY = { authn: 'authenticators', authz: 'authorizers', mutate: 'mutators', error: 'errors.handlers' } as const
@@ -161,7 +154,7 @@ class Compiler {
     const mutators = raw.mutators.map((ref, i) => this.handler('mutate', ref, `${where}.mutators[${i}]`))
     const errors = raw.errors.map((ref, i) => this.handler('error', ref, `${where}.errors[${i}]`))
     if (this.problems.length > before || authorizer === undefined) return undefined
-    const setHeaders = mutators.flatMap((m) => (isHeaderSetter(m) ? m.headerNames : []))
+    const setHeaders = (mutators as Mutator[]).flatMap((m) => (isHeaderSetter(m) ? m.headerNames : []))
     return {
       rule: {
         id: raw.id,
