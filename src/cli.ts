@@ -9,7 +9,7 @@ import { ConfigError, loadConfig } from './config/load.js'
 import { createLogger } from './observability/logger.js'
 import { defaultRegistry } from './pipeline/registry.js'
 import { loadRuleSet, RuleSetError } from './rules/compile.js'
-import { startPortcullis } from './main.js'
+import { createDeps, disposeDeps, startPortcullis } from './main.js'
 
 const USAGE = `usage: portcullis <serve|validate> [--config FILE]
 
@@ -48,14 +48,18 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-function validate(configFile: string | undefined): number {
+async function validate(configFile: string | undefined): Promise<number> {
+  let deps
   try {
     const loaded = loadConfig({ file: configFile, env: process.env })
-    const rs = loadRuleSet(loaded, defaultRegistry(), { log: createLogger('silent') })
+    deps = createDeps(loaded, createLogger('silent'))
+    const rs = loadRuleSet(loaded, defaultRegistry(), deps)
     process.stdout.write(`ok: ${rs.rules.length} rule(s) from ${rs.files.length} file(s)\n`)
     return 0
   } catch (err) {
     return reportLoadError(err)
+  } finally {
+    if (deps) await disposeDeps(deps)
   }
 }
 

@@ -2,9 +2,13 @@
  * Composition root: config → logger → handler registry → rule set → gRPC server → signals.
  * @module
  */
+import { CacheBudget } from './cache/budget.js'
+import { CacheRegistry } from './cache/registry.js'
 import { loadConfig, type LoadedConfig } from './config/load.js'
+import { HttpClient } from './http/client.js'
 import { createLogger, type Logger } from './observability/logger.js'
-import { defaultRegistry, type Registry } from './pipeline/registry.js'
+import { defaultRegistry } from './pipeline/registry.js'
+import type { HandlerDeps } from './pipeline/types.js'
 import { loadRuleSet, type RuleSet } from './rules/compile.js'
 import { startGrpcServer, type GrpcServer, type RuleSetHolder } from './server/grpc.js'
 
@@ -13,6 +17,7 @@ export interface Portcullis {
   readonly grpc: GrpcServer
   readonly holder: RuleSetHolder
   readonly log: Logger
+  readonly deps: HandlerDeps
   stop(graceMs?: number): Promise<void>
 }
 
@@ -22,14 +27,22 @@ export interface StartOptions {
   readonly cwd?: string
   /** Tests pass a logger writing to memory. */
   readonly log?: Logger
+  /** Tests inject a clock. */
+  readonly now?: () => number
 }
 
 /** Loads config and rules (throwing ConfigError / RuleSetError) and starts serving. */
 export async function startPortcullis(opts: StartOptions = {}): Promise<Portcullis> {
   const loaded = loadConfig({ file: opts.configFile, env: opts.env ?? {}, ...(opts.cwd ? { cwd: opts.cwd } : {}) })
   const log = opts.log ?? createLogger(loaded.config.log.level)
-  const registry = defaultRegistry()
-  const ruleSet = compileRules(loaded, registry, log)
+  const deps = createDeps(loaded, log, opts.now)
+  let ruleSet: RuleSet
+  try {
+    ruleSet = loadRuleSet(loaded, defaultRegistry(), deps)
+  } catch (err) {
+    await disposeDeps(deps)
+    throw err
+  }
   const holder: RuleSetHolder = { current: ruleSet }
   const g = loaded.config.serve.grpc
   const grpc = await startGrpcServer(holder, log, {
@@ -46,13 +59,22 @@ export async function startPortcullis(opts: StartOptions = {}): Promise<Portcull
     grpc,
     holder,
     log,
+    deps,
     async stop(graceMs = 5000) {
       grpc.setServing(false)
       await grpc.stop(graceMs)
+      await disposeDeps(deps)
     },
   }
 }
 
-export function compileRules(loaded: LoadedConfig, registry: Registry, log: Logger): RuleSet {
-  return loadRuleSet(loaded, registry, { log })
+/** The process-wide services handlers are built with: cache registry (budgeted), HTTP client, clock. */
+export function createDeps(loaded: LoadedConfig, log: Logger, now: () => number = Date.now): HandlerDeps {
+  const caches = new CacheRegistry(new CacheBudget(loaded.config.cache.max_bytes), { now })
+  return { log, caches, http: new HttpClient(loaded.config.outbound), now }
+}
+
+export async function disposeDeps(deps: HandlerDeps): Promise<void> {
+  deps.caches.dispose()
+  await deps.http.close()
 }

@@ -6,6 +6,7 @@
  * @module
  */
 import { z } from 'zod'
+import { OutboundConfigSchema } from '../http/config.js'
 
 const MiB = 1024 * 1024
 
@@ -56,6 +57,17 @@ export const ConfigSchema = z.strictObject({
       handlers: HandlerSwitches,
     })
     .prefault({}),
+  cache: z
+    .strictObject({
+      /**
+       * Bytes all caches together may reserve (each cache: its `max_cost` + `negative_max_cost` +
+       * lru-cache's slot table). The process refuses to start when the configured caches exceed it.
+       */
+      max_bytes: z.int().min(MiB).max(64 * 1024 * MiB).default(256 * MiB),
+    })
+    .prefault({}),
+  /** Pool, timeout, body cap, retry and breaker settings of every outbound HTTP call. */
+  outbound: OutboundConfigSchema.prefault({}),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -8,6 +8,8 @@
 import type { z } from 'zod'
 import type { Logger } from 'pino'
 import type { PipelineError } from './errors.js'
+import type { CacheRegistry } from '../cache/registry.js'
+import type { HttpClient } from '../http/client.js'
 
 /**
  * Normalised, immutable view of `AttributeContext.Request.Http`, built once per Check
@@ -89,6 +91,12 @@ export interface StageImpl {
 /** What the handlers get from the process at creation time. */
 export interface HandlerDeps {
   readonly log: Logger
+  /** Every cache is created here (bounded, budgeted against `cache.max_bytes`, observable). */
+  readonly caches: CacheRegistry
+  /** The one pooled outbound HTTP client (JWKS, introspection, session and token endpoints). */
+  readonly http: HttpClient
+  /** Wall clock in ms (Date.now unless a test injects one). */
+  readonly now: () => number
 }
 
 /** What every handler file exports. `config` validates at rule load, `create` runs once per rule. */

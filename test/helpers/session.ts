@@ -5,6 +5,10 @@
  */
 import { pino } from 'pino'
 import type { HandlerDeps, MatchContext, RequestView, Session } from '../../src/pipeline/types.js'
+import { CacheBudget } from '../../src/cache/budget.js'
+import { CacheRegistry } from '../../src/cache/registry.js'
+import { HttpClient } from '../../src/http/client.js'
+import { OutboundConfigSchema } from '../../src/http/config.js'
 
 export interface RequestInit {
   id?: string
@@ -96,4 +100,9 @@ export function expectNoSecret(text: string, where: string): void {
 }
 
 /** Handler dependencies for tests: a silent logger. */
-export const TEST_DEPS: HandlerDeps = { log: pino({ level: 'silent' }) }
+export const TEST_DEPS: HandlerDeps = {
+  log: pino({ level: 'silent' }),
+  caches: new CacheRegistry(new CacheBudget(256 * 1024 * 1024)),
+  http: new HttpClient(OutboundConfigSchema.parse({})),
+  now: Date.now,
+}

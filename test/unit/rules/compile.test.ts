@@ -5,10 +5,11 @@ import { describe, expect, it } from 'vitest'
 import { stringify } from 'yaml'
 import { loadConfig } from '../../../src/config/load.js'
 import { createLogger } from '../../../src/observability/logger.js'
+import { TEST_DEPS } from '../../helpers/session.js'
 import { defaultRegistry } from '../../../src/pipeline/registry.js'
 import { deepMerge, loadRuleSet, RuleSetError, type RuleSet } from '../../../src/rules/compile.js'
 
-const log = createLogger('silent')
+const deps = { ...TEST_DEPS, log: createLogger('silent') }
 const base = {
   authenticators: { anonymous: { enabled: true, config: { subject: 'guest' } }, noop: { enabled: true } },
   authorizers: { allow: { enabled: true } },
@@ -26,7 +27,7 @@ function compile(rules: unknown, config: Record<string, unknown> = base, fileNam
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-rules-'))
   writeFileSync(join(dir, fileName), typeof rules === 'string' ? rules : stringify(rules))
   writeFileSync(join(dir, 'c.yaml'), stringify({ ...config, access_rules: { repositories: [`file://./${fileName}`] } }))
-  return loadRuleSet(loadConfig({ file: join(dir, 'c.yaml'), env: {} }), defaultRegistry(), { log })
+  return loadRuleSet(loadConfig({ file: join(dir, 'c.yaml'), env: {} }), defaultRegistry(), deps)
 }
 function problems(rules: unknown, config?: Record<string, unknown>): readonly string[] {
   try {
@@ -56,7 +57,7 @@ describe('loadRuleSet', () => {
     writeFileSync(join(dir, 'rules', 'b.yml'), stringify([good('b')]))
     writeFileSync(join(dir, 'rules', 'notes.txt'), 'ignored')
     writeFileSync(join(dir, 'c.yaml'), stringify({ ...base, access_rules: { repositories: ['rules'] } }))
-    const rs = loadRuleSet(loadConfig({ file: join(dir, 'c.yaml'), env: {} }), defaultRegistry(), { log })
+    const rs = loadRuleSet(loadConfig({ file: join(dir, 'c.yaml'), env: {} }), defaultRegistry(), deps)
     expect(rs.rules.map((r) => r.id)).toEqual(['a', 'b'])
   })
 
