@@ -100,7 +100,7 @@ export function loadRuleSet(loaded: LoadedConfig, registry: Registry, deps: Hand
     matcher = buildMatcher(entries, loaded.config.access_rules.matching_strategy)
   } catch (err: unknown) {
     if (err instanceof MatcherBuildError) {
-      problems.push(`${compiled[err.index]?.where ?? `rule ${err.index}`}.match.url: ${err.message}`)
+      problems.push(`${compiled[err.index]?.where ?? `rule ${err.index}`}.match.${err.field}: ${err.message.replace(/^entry \d+: /, "")}`)
     } else {
       problems.push(`access_rules: cannot build matcher: ${(err as Error).message}`)
     }
