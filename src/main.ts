@@ -5,8 +5,11 @@
 import { CacheBudget } from './cache/budget.js'
 import { CacheRegistry } from './cache/registry.js'
 import { loadConfig, type LoadedConfig } from './config/load.js'
+import { disposeJwksProviders } from './credentials/jwks.js'
 import { HttpClient } from './http/client.js'
 import { createLogger, type Logger } from './observability/logger.js'
+import { createMetrics, type Metrics } from './observability/metrics.js'
+import { startMetricsServer, type MetricsServer } from './observability/metrics-server.js'
 import { defaultRegistry } from './pipeline/registry.js'
 import type { HandlerDeps } from './pipeline/types.js'
 import { loadRuleSet, type RuleSet } from './rules/compile.js'
@@ -18,6 +21,9 @@ export interface Portcullis {
   readonly holder: RuleSetHolder
   readonly log: Logger
   readonly deps: HandlerDeps
+  readonly metrics: Metrics
+  /** Undefined when `serve.prometheus.enabled` is false. */
+  readonly metricsServer: MetricsServer | undefined
   stop(graceMs?: number): Promise<void>
 }
 
@@ -44,12 +50,26 @@ export async function startPortcullis(opts: StartOptions = {}): Promise<Portcull
     throw err
   }
   const holder: RuleSetHolder = { current: ruleSet }
+  const metrics = createMetrics()
+  metrics.bindCaches(() => deps.caches.stats())
+  metrics.bindOutbound(() => deps.http.stats())
+  metrics.forgetRules(ruleSet.rules.map((r) => r.id))
+  const prom = loaded.config.serve.prometheus
+  let metricsServer: MetricsServer | undefined
+  try {
+    metricsServer = prom.enabled ? await startMetricsServer(metrics.registry, prom, log) : undefined
+  } catch (err) {
+    metrics.close()
+    await disposeDeps(deps)
+    throw err
+  }
   const g = loaded.config.serve.grpc
   const grpc = await startGrpcServer(holder, log, {
     host: g.host,
     port: g.port,
     maxReceiveMessageLength: g.max_receive_message_length,
     maxCheckDurationMs: g.max_check_duration_ms,
+    observer: metrics,
   })
   grpc.setServing(ruleSet.rules.length > 0)
   log.info({ rules: ruleSet.rules.length, files: ruleSet.files.length, strategy: loaded.config.access_rules.matching_strategy }, 'access rules loaded')
@@ -60,9 +80,13 @@ export async function startPortcullis(opts: StartOptions = {}): Promise<Portcull
     holder,
     log,
     deps,
+    metrics,
+    metricsServer,
     async stop(graceMs = 5000) {
       grpc.setServing(false)
       await grpc.stop(graceMs)
+      await metricsServer?.close()
+      metrics.close()
       await disposeDeps(deps)
     },
   }
@@ -75,6 +99,7 @@ export function createDeps(loaded: LoadedConfig, log: Logger, now: () => number 
 }
 
 export async function disposeDeps(deps: HandlerDeps): Promise<void> {
+  disposeJwksProviders(deps)
   deps.caches.dispose()
   await deps.http.close()
 }

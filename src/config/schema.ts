@@ -7,6 +7,7 @@
  */
 import { z } from 'zod'
 import { OutboundConfigSchema } from '../http/config.js'
+import { PrometheusConfigSchema } from '../observability/metrics-config.js'
 
 const MiB = 1024 * 1024
 
@@ -38,6 +39,8 @@ export const ConfigSchema = z.strictObject({
           max_check_duration_ms: z.int().min(1).max(60_000).default(1000),
         })
         .prefault({}),
+      /** The Prometheus endpoint (src/observability/metrics-config.ts). */
+      prometheus: PrometheusConfigSchema.prefault({}),
     })
     .prefault({}),
   access_rules: z

@@ -8,8 +8,9 @@ import type { CompiledRule, RuleSet } from '../rules/compile.js'
 import { matchUrl } from '../request/view.js'
 import { STATUS } from '../server/status.js'
 import { STATUS_CODES as STATUS_TEXT } from 'node:http'
+import type { PipelineObserver } from '../observability/metrics.js'
 import { asPipelineError, PipelineError } from './errors.js'
-import { NOT_RESPONSIBLE, type DeniedHttp, type ErrorHandler, type RequestView, type Session } from './types.js'
+import { HANDLER_IDS, NOT_RESPONSIBLE, type DeniedHttp, type ErrorHandler, type RequestView, type Session, type Stage } from './types.js'
 
 export type Decision =
   | {
@@ -28,6 +29,11 @@ export type Decision =
 
 const EMPTY: readonly string[] = Object.freeze([])
 
+/** For callers that do not count (unit tests, tools). */
+const NO_OBSERVER: PipelineObserver = { observeMatch() {}, handlerError() {} }
+const codeOf = (err: unknown) => (err instanceof PipelineError ? err.code : 'ERR_INTERNAL')
+const idOf = (handler: object): string => HANDLER_IDS.get(handler) ?? ''
+
 /** Header values that would corrupt the upstream request are never emitted (security.md A21). */
 const UNSAFE_HEADER_VALUE = /[\0\r\n]/
 
@@ -36,10 +42,12 @@ export function isThenable<T>(v: T | Promise<T>): v is Promise<T> {
 }
 
 /** Matches the request and runs its rule. Resolves synchronously-fast when no handler awaits. */
-export async function decide(rs: RuleSet, req: RequestView, signal: AbortSignal): Promise<Decision> {
+export async function decide(rs: RuleSet, req: RequestView, signal: AbortSignal, obs: PipelineObserver = NO_OBSERVER): Promise<Decision> {
+  const t0 = performance.now()
   const m = rs.matcher.match(req.method, matchUrl(req))
+  obs.observeMatch((performance.now() - t0) / 1000)
   if (m.kind === 'none') {
-    return deny(rs, undefined, req, new PipelineError('ERR_NO_RULE', 'no_rule', 'Requested url does not match any rules'))
+    return deny(rs, undefined, req, new PipelineError('ERR_NO_RULE', 'no_rule', 'Requested url does not match any rules'), obs)
   }
   if (m.kind === 'many') {
     return deny(
@@ -47,6 +55,7 @@ export async function decide(rs: RuleSet, req: RequestView, signal: AbortSignal)
       undefined,
       req,
       new PipelineError('ERR_AMBIGUOUS_RULE', 'ambiguous_rule', 'Expected exactly one rule but found multiple rules'),
+      obs,
     )
   }
   const rule = m.value
@@ -56,14 +65,21 @@ export async function decide(rs: RuleSet, req: RequestView, signal: AbortSignal)
     header: new Map(),
     matchContext: { regexpCaptureGroups: m.groups, request: req },
   }
+  // The authorizer or mutator running now, for handler_errors_total (authenticators count their own).
+  let running: object | undefined
+  let stage: Stage = 'authz'
   try {
-    await authenticate(rule, req, session, signal)
+    await authenticate(rule, req, session, signal, obs)
+    running = rule.authorizer
     const a = rule.authorizer.authorize(req, session, signal)
     if (isThenable(a)) await a
+    stage = 'mutate'
     for (const mutator of rule.mutators) {
+      running = mutator
       const r = mutator.mutate(req, session, signal)
       if (isThenable(r)) await r
     }
+    running = undefined
     if (signal.aborted) throw new PipelineError('ERR_UPSTREAM_UNAVAILABLE', 'deadline_exceeded', 'The check did not finish in time')
     for (const v of session.header.values()) {
       if (UNSAFE_HEADER_VALUE.test(v)) {
@@ -71,15 +87,23 @@ export async function decide(rs: RuleSet, req: RequestView, signal: AbortSignal)
       }
     }
   } catch (err) {
-    return deny(rs, rule, req, asPipelineError(err))
+    const e = asPipelineError(err)
+    if (running !== undefined) obs.handlerError(stage, idOf(running), e.code)
+    return deny(rs, rule, req, e, obs)
   }
   return { kind: 'allow', ruleId: rule.id, session, removeHeaders: removals(rs, rule, req) }
 }
 
-async function authenticate(rule: CompiledRule, req: RequestView, s: Session, signal: AbortSignal): Promise<void> {
+async function authenticate(rule: CompiledRule, req: RequestView, s: Session, signal: AbortSignal, obs: PipelineObserver): Promise<void> {
   for (const a of rule.authenticators) {
-    let r = a.authenticate(req, s, signal)
-    if (isThenable(r)) r = await r
+    let r
+    try {
+      r = a.authenticate(req, s, signal)
+      if (isThenable(r)) r = await r
+    } catch (err) {
+      obs.handlerError('authn', idOf(a), codeOf(err))
+      throw err
+    }
     if (r !== NOT_RESPONSIBLE) return
   }
   throw new PipelineError('ERR_UNAUTHENTICATED', 'no_authenticator_responsible', 'No authenticator was responsible for this request')
@@ -102,7 +126,7 @@ function removals(rs: RuleSet, rule: CompiledRule, req: RequestView): readonly s
 }
 
 /** Picks the error handler: the rule's single responsible one, else the first responsible fallback. */
-export function deny(rs: RuleSet, rule: CompiledRule | undefined, req: RequestView, error: PipelineError): Decision {
+export function deny(rs: RuleSet, rule: CompiledRule | undefined, req: RequestView, error: PipelineError, obs: PipelineObserver = NO_OBSERVER): Decision {
   const ruleId = rule?.id
   try {
     let chosen: ErrorHandler | undefined
@@ -110,11 +134,11 @@ export function deny(rs: RuleSet, rule: CompiledRule | undefined, req: RequestVi
       const responsible = rule.errors.filter((h) => h.matches(error, req))
       if (responsible.length > 1) {
         const e = new PipelineError('ERR_INTERNAL', 'ambiguous_error_handler', 'Found more than one responsible error handler')
-        return { kind: 'deny', ruleId, error: e, http: fallbackHttp(rs, req, e) }
+        return { kind: 'deny', ruleId, error: e, http: fallbackHttp(rs, req, e, obs) }
       }
       chosen = responsible[0]
     }
-    const http = chosen !== undefined ? chosen.handle(error, req) : fallbackHttp(rs, req, error)
+    const http = chosen !== undefined ? handleWith(chosen, error, req, obs) : fallbackHttp(rs, req, error, obs)
     return { kind: 'deny', ruleId, error, http }
   } catch (err) {
     const e = asPipelineError(err)
@@ -122,9 +146,18 @@ export function deny(rs: RuleSet, rule: CompiledRule | undefined, req: RequestVi
   }
 }
 
-function fallbackHttp(rs: RuleSet, req: RequestView, error: PipelineError): DeniedHttp {
-  for (const h of rs.fallback) if (h.matches(error, req)) return h.handle(error, req)
+function fallbackHttp(rs: RuleSet, req: RequestView, error: PipelineError, obs: PipelineObserver): DeniedHttp {
+  for (const h of rs.fallback) if (h.matches(error, req)) return handleWith(h, error, req, obs)
   return genericHttp(error)
+}
+
+function handleWith(h: ErrorHandler, error: PipelineError, req: RequestView, obs: PipelineObserver): DeniedHttp {
+  try {
+    return h.handle(error, req)
+  } catch (err) {
+    obs.handlerError('error', idOf(h), codeOf(err))
+    throw err
+  }
 }
 
 /** When no error handler is responsible (or one fails): the code's status with a generic body. */

@@ -99,6 +99,12 @@ export interface HandlerDeps {
   readonly now: () => number
 }
 
+/**
+ * The handler id of every handler instance compile.ts builds (set once at load; read only when a
+ * handler throws, to label `portcullis_handler_errors_total`).
+ */
+export const HANDLER_IDS = new WeakMap<object, string>()
+
 /** What every handler file exports. `config` validates at rule load, `create` runs once per rule. */
 export interface HandlerFactory<S extends Stage = Stage, C = unknown> {
   readonly stage: S

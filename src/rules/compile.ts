@@ -9,6 +9,7 @@ import type { LoadedConfig } from '../config/load.js'
 import { formatIssues, joinPath } from '../config/load.js'
 import type { HandlerSwitch } from '../config/schema.js'
 import type { Registry } from '../pipeline/registry.js'
+import { HANDLER_IDS } from '../pipeline/types.js'
 import type {
   Authenticator,
   Authorizer,
@@ -190,6 +191,7 @@ class Compiler {
     }
     try {
       const impl = factory.create(parsed.data, this.deps) as StageImpl[S]
+      HANDLER_IDS.set(impl, ref.handler)
       this.#instances.set(key, impl)
       return impl
     } catch (err) {

@@ -13,7 +13,8 @@ import {
   type CheckResponse,
 } from '../gen/envoy/service/auth/v3/external_auth.js'
 import type { Logger } from '../observability/logger.js'
-import { PipelineError } from '../pipeline/errors.js'
+import type { DecisionObserver, PipelineObserver } from '../observability/metrics.js'
+import { asPipelineError, PipelineError } from '../pipeline/errors.js'
 import { decide, deny, type Decision } from '../pipeline/run.js'
 import { toRequestView } from '../request/view.js'
 import type { RuleSet } from '../rules/compile.js'
@@ -31,6 +32,8 @@ export interface GrpcOptions {
   readonly port: number
   readonly maxReceiveMessageLength: number
   readonly maxCheckDurationMs: number
+  /** Metrics hooks (src/observability/metrics.ts `Metrics`); omitted where nothing is counted. */
+  readonly observer?: DecisionObserver & PipelineObserver
 }
 
 /** Answer this long before Envoy's deadline so Envoy gets our denial rather than a timeout. */
@@ -56,38 +59,43 @@ const CheckService = {
 export function createCheckHandler(
   holder: RuleSetHolder,
   log: Logger,
-  opts: Pick<GrpcOptions, 'maxCheckDurationMs'>,
+  opts: Pick<GrpcOptions, 'maxCheckDurationMs' | 'observer'>,
 ): grpc.handleUnaryCall<CheckRequest, CheckResponse> {
+  const obs = opts.observer
   return function check(call, callback) {
     const started = performance.now()
     const rs = holder.current
     let answered = false
-    const answer = (response: CheckResponse, d: Decision | undefined): void => {
+    /** `e`: the error of a denial built outside the pipeline (when `d` is undefined). */
+    const answer = (response: CheckResponse, d: Decision | undefined, e?: PipelineError): void => {
       if (answered) return
       answered = true
       callback(null, response)
-      logDecision(log, d, response, performance.now() - started)
+      const ms = performance.now() - started
+      const outcome = d ?? e
+      if (obs !== undefined && outcome !== undefined) obs.observeCheck(outcome, ms / 1000)
+      logDecision(log, d, response, ms)
     }
     try {
       if (rs === undefined) {
         const e = new PipelineError('ERR_UPSTREAM_UNAVAILABLE', 'not_ready', 'No access rules are loaded')
-        return answer(internalDenial(e), undefined)
+        return answer(internalDenial(e), undefined, e)
       }
       if (call.request === MALFORMED) {
         const e = new PipelineError('ERR_BAD_REQUEST', 'malformed_check_request', 'The CheckRequest could not be decoded')
-        return answer(internalDenial(e), undefined)
+        return answer(internalDenial(e), undefined, e)
       }
       const view = toRequestView(call.request)
       const controller = new AbortController()
       const timer = setTimeout(() => {
         controller.abort()
         const e = new PipelineError('ERR_UPSTREAM_UNAVAILABLE', 'deadline_exceeded', 'The check did not finish in time')
-        const d = deny(rs, undefined, view, e)
+        const d = deny(rs, undefined, view, e, obs)
         answer(toCheckResponse(d), d)
       }, budgetMs(call.getDeadline(), opts.maxCheckDurationMs))
       const onCancel = (): void => controller.abort()
       call.once('cancelled', onCancel)
-      decide(rs, view, controller.signal).then(
+      decide(rs, view, controller.signal, obs).then(
         (d) => {
           clearTimeout(timer)
           call.off('cancelled', onCancel)
@@ -95,12 +103,12 @@ export function createCheckHandler(
         },
         (err: unknown) => {
           clearTimeout(timer)
-          answer(internalDenial(err), undefined)
+          answer(internalDenial(err), undefined, asPipelineError(err))
         },
       )
     } catch (err) {
       // toRequestView throws PipelineError(ERR_BAD_REQUEST); anything else is a bug, still a denial.
-      answer(internalDenial(err), undefined)
+      answer(internalDenial(err), undefined, asPipelineError(err))
     }
   }
 }

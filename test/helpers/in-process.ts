@@ -22,7 +22,12 @@ export async function startWith(config: Record<string, unknown>, rules: unknown[
   writeFileSync(join(dir, 'rules.yaml'), stringify(rules))
   const cfg = {
     ...config,
-    serve: { grpc: { host: '127.0.0.1', port: 0 } },
+    serve: {
+      ...((config['serve'] as object | undefined) ?? {}),
+      grpc: { ...(((config['serve'] as { grpc?: object } | undefined)?.grpc) ?? {}), host: '127.0.0.1', port: 0 },
+      // Never the default 9000: test files run in parallel.
+      prometheus: { port: 0, ...(((config['serve'] as { prometheus?: object } | undefined)?.prometheus) ?? {}) },
+    },
     access_rules: { repositories: ['file://./rules.yaml'], ...((config['access_rules'] as object | undefined) ?? {}) },
   }
   writeFileSync(join(dir, 'portcullis.yaml'), stringify(cfg))
