@@ -21,6 +21,7 @@ import type {
 } from '../pipeline/types.js'
 import { buildMatcher, MatcherBuildError, type MatcherEntry, type RuleMatcher } from './matcher.js'
 import { isHeaderSetter } from '../pipeline/mutate/header.js'
+import type { RemoteSource } from './fetch-remote.js'
 import { readRepositories } from './load.js'
 import { RuleSchema, type HandlerRef, type RawRule } from './schema.js'
 
@@ -58,9 +59,17 @@ export class RuleSetError extends Error {
 const STAGE_CONFIG_KEY = { authn: 'authenticators', authz: 'authorizers', mutate: 'mutators', error: 'errors.handlers' } as const
 const STAGE_NAME = { authn: 'authenticator', authz: 'authorizer', mutate: 'mutator', error: 'error handler' } as const
 
-/** Reads the configured repositories and compiles them. Throws RuleSetError listing every problem. */
-export function loadRuleSet(loaded: LoadedConfig, registry: Registry, deps: HandlerDeps): RuleSet {
-  const read = readRepositories(loaded.config.access_rules.repositories, loaded.baseDir)
+/**
+ * Reads the configured repositories and compiles them. Throws RuleSetError listing every problem.
+ * `opts.remote`: the fetched bodies of http(s) repositories (src/rules/fetch-remote.ts).
+ */
+export function loadRuleSet(
+  loaded: LoadedConfig,
+  registry: Registry,
+  deps: HandlerDeps,
+  opts: { readonly remote?: RemoteSource } = {},
+): RuleSet {
+  const read = readRepositories(loaded.config.access_rules.repositories, loaded.baseDir, opts.remote)
   const problems = [...read.problems]
   const compiler = new Compiler(loaded, registry, deps, problems)
   compiler.checkHandlerConfigKeys()

@@ -9,6 +9,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { isAbsolute, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse as parseYaml } from 'yaml'
+import { displayUrl, isRemote, type RemoteSource } from './fetch-remote.js'
 
 /** One rule as found in a file, before validation. */
 export interface SourcedRule {
@@ -29,7 +30,7 @@ const RULE_FILE = /\.(json|ya?ml)$/i
 export function repositoryPath(entry: string, baseDir: string): { path: string } | { problem: string } {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(entry)) {
     if (!entry.toLowerCase().startsWith('file://')) {
-      return { problem: `${entry}: only file paths and file:// URLs are supported` }
+      return { problem: `${entry}: only file paths, file:// and http(s):// URLs are supported` }
     }
     // file://./rules (relative, Oathkeeper style) or file:///abs/path
     const rest = entry.slice('file://'.length)
@@ -39,11 +40,26 @@ export function repositoryPath(entry: string, baseDir: string): { path: string }
   return { path: isAbsolute(entry) ? entry : resolve(baseDir, entry) }
 }
 
-export function readRepositories(entries: readonly string[], baseDir: string): ReadResult {
+/**
+ * `remote` holds the fetched bodies of http(s) repositories (src/rules/fetch-remote.ts); without it
+ * an http(s) entry is reported as unsupported.
+ */
+export function readRepositories(entries: readonly string[], baseDir: string, remote?: RemoteSource): ReadResult {
   const rules: SourcedRule[] = []
   const problems: string[] = []
   const files: string[] = []
   for (const entry of entries) {
+    if (remote !== undefined && isRemote(entry)) {
+      const doc = remote.get(entry)
+      if (doc === undefined) {
+        problems.push(remote.problem(entry) ?? `access_rules.repositories: ${displayUrl(entry)}: not fetched`)
+        continue
+      }
+      const name = displayUrl(entry) // no userinfo or query in messages
+      files.push(name)
+      parseRules(name, /\.json$/i.test(new URL(entry).pathname), doc.text, rules, problems)
+      continue
+    }
     const r = repositoryPath(entry, baseDir)
     if ('problem' in r) {
       problems.push(`access_rules.repositories: ${r.problem}`)
@@ -71,10 +87,21 @@ export function readRepositories(entries: readonly string[], baseDir: string): R
 }
 
 function readRuleFile(file: string, out: SourcedRule[], problems: string[]): void {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    problems.push(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    return
+  }
+  parseRules(file, /\.json$/i.test(file), text, out, problems)
+}
+
+/** Parses one repository's text (JSON or YAML) into `out`; `file` names it in problems. */
+function parseRules(file: string, json: boolean, text: string, out: SourcedRule[], problems: string[]): void {
   let parsed: unknown
   try {
-    const text = readFileSync(file, 'utf8')
-    parsed = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text, { uniqueKeys: true })
+    parsed = json ? JSON.parse(text) : parseYaml(text, { uniqueKeys: true })
   } catch (err) {
     problems.push(`${file}: cannot parse: ${(err as Error).message.split('\n')[0]}`)
     return
