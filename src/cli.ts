@@ -10,6 +10,8 @@ import { createLogger } from './observability/logger.js'
 import { defaultRegistry } from './pipeline/registry.js'
 import { loadRuleSet, RuleSetError } from './rules/compile.js'
 import { createDeps, disposeDeps, startPortcullis } from './main.js'
+import { isRemote, RemoteRepositories } from './rules/fetch-remote.js'
+import { startLifecycle } from './server/lifecycle.js'
 
 const USAGE = `usage: portcullis <serve|validate> [--config FILE]
 
@@ -53,7 +55,11 @@ async function validate(configFile: string | undefined): Promise<number> {
   try {
     const loaded = loadConfig({ file: configFile, env: process.env })
     deps = createDeps(loaded, createLogger('silent'))
-    const rs = loadRuleSet(loaded, defaultRegistry(), deps)
+    const reload = loaded.config.reload
+    const remote = new RemoteRepositories(deps.http, { timeoutMs: reload.remote_timeout, maxBytes: reload.remote_max_bytes })
+    const repositories = loaded.config.access_rules.repositories
+    if (repositories.some(isRemote)) await remote.refresh(repositories)
+    const rs = loadRuleSet(loaded, defaultRegistry(), deps, { remote })
     process.stdout.write(`ok: ${rs.rules.length} rule(s) from ${rs.files.length} file(s)\n`)
     return 0
   } catch (err) {
@@ -80,22 +86,25 @@ async function serve(configFile: string | undefined): Promise<number> {
   }
   const { log } = app
   process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled rejection'))
-  let stopping = false
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: exiting now')
-      process.exit(1)
-    }
-    stopping = true
-    log.info({ signal }, 'shutting down')
-    void app.stop(5000).then(() => {
-      log.info('stopped')
-      log.flush()
-      process.exit(0)
-    })
-  }
-  process.on('SIGTERM', onSignal)
-  process.on('SIGINT', onSignal)
+  const shutdown = app.loaded.config.serve.shutdown
+  // SIGTERM/SIGINT: not ready at once, drain, stop accepting, grace, close, exit 0; a second: exit 1.
+  startLifecycle({
+    drainMs: shutdown.drain,
+    graceMs: shutdown.grace,
+    readiness: app.readiness,
+    inflight: app.inflight,
+    servers: [
+      { name: 'grpc', stop: (ms) => app.grpc.stop(ms) },
+      app.api,
+    ],
+    closers: [
+      { name: 'watcher', close: () => app.watcher.stop() },
+      { name: 'memory_guard', close: () => app.guard.stop() },
+      { name: 'metrics', close: async () => { await app.metricsServer?.close(); app.metrics.close() } },
+      { name: 'deps', close: () => disposeDeps(app.deps) },
+    ],
+    log,
+  })
   return new Promise<number>(() => {}) // runs until a signal
 }
 

@@ -91,6 +91,10 @@ export function joinPath(prefix: string, path: readonly PropertyKey[]): string {
 /** The scalar/list keys that can be overridden from the environment, with their kind. */
 type LeafKind = 'string' | 'number' | 'boolean' | 'list'
 const ENV_LEAVES: readonly (readonly [path: readonly string[], kind: LeafKind])[] = [
+  [['serve', 'api', 'host'], 'string'],
+  [['serve', 'api', 'port'], 'number'],
+  [['serve', 'api', 'trusted_proxies'], 'list'],
+  [['serve', 'api', 'max_check_duration_ms'], 'number'],
   [['serve', 'grpc', 'host'], 'string'],
   [['serve', 'grpc', 'port'], 'number'],
   [['serve', 'grpc', 'max_receive_message_length'], 'number'],
@@ -99,6 +103,14 @@ const ENV_LEAVES: readonly (readonly [path: readonly string[], kind: LeafKind])[
   [['serve', 'prometheus', 'host'], 'string'],
   [['serve', 'prometheus', 'port'], 'number'],
   [['serve', 'prometheus', 'metrics_path'], 'string'],
+  [['serve', 'shutdown', 'drain'], 'string'],
+  [['serve', 'shutdown', 'grace'], 'string'],
+  [['reload', 'enabled'], 'boolean'],
+  [['memory_guard', 'enabled'], 'boolean'],
+  [['memory_guard', 'soft_heap_bytes'], 'number'],
+  [['memory_guard', 'hard_heap_bytes'], 'number'],
+  [['memory_guard', 'soft_rss_bytes'], 'number'],
+  [['memory_guard', 'hard_rss_bytes'], 'number'],
   [['access_rules', 'repositories'], 'list'],
   [['cache', 'max_bytes'], 'number'],
   [['outbound', 'timeout'], 'string'],

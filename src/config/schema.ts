@@ -7,6 +7,10 @@
  */
 import { z } from 'zod'
 import { OutboundConfigSchema } from '../http/config.js'
+import { ApiConfigSchema } from '../server/http-api-config.js'
+import { MemoryGuardConfigSchema } from '../observability/memory-guard.js'
+import { ReloadConfigSchema } from '../rules/watch.js'
+import { ShutdownConfigSchema } from '../server/lifecycle.js'
 import { PrometheusConfigSchema } from '../observability/metrics-config.js'
 
 const MiB = 1024 * 1024
@@ -25,6 +29,8 @@ const HandlerSwitches = z.record(z.string(), HandlerSwitch).default({})
 export const ConfigSchema = z.strictObject({
   serve: z
     .strictObject({
+      /** Oathkeeper's API port: /health/alive, /health/ready and the /decisions API. */
+      api: ApiConfigSchema.prefault({}),
       grpc: z
         .strictObject({
           host: z.string().min(1).default('127.0.0.1'),
@@ -39,10 +45,16 @@ export const ConfigSchema = z.strictObject({
           max_check_duration_ms: z.int().min(1).max(60_000).default(1000),
         })
         .prefault({}),
+      /** SIGTERM/SIGINT: drain period, then grace period for in-flight calls (src/server/lifecycle.ts). */
+      shutdown: ShutdownConfigSchema.prefault({}),
       /** The Prometheus endpoint (src/observability/metrics-config.ts). */
       prometheus: PrometheusConfigSchema.prefault({}),
     })
     .prefault({}),
+  /** Watching and reloading the rule repositories and this file (src/rules/watch.ts). */
+  reload: ReloadConfigSchema.prefault({}),
+  /** Heap/RSS thresholds: not ready above soft; shed and clear caches above hard (src/observability/memory-guard.ts). */
+  memory_guard: MemoryGuardConfigSchema.prefault({}),
   access_rules: z
     .strictObject({
       /** Files, directories, or file:// URLs; relative paths are relative to the config file. */

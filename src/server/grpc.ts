@@ -32,6 +32,11 @@ export interface GrpcOptions {
   readonly port: number
   readonly maxReceiveMessageLength: number
   readonly maxCheckDurationMs: number
+  /**
+   * Wraps the Check handler: src/server/lifecycle.ts `wrapCheckHandler` (memory-guard shedding, and
+   * in-flight tracking so the shutdown deadline can deny what is still running).
+   */
+  readonly wrapCheck?: (h: grpc.handleUnaryCall<CheckRequest, CheckResponse>) => grpc.handleUnaryCall<CheckRequest, CheckResponse>
   /** Metrics hooks (src/observability/metrics.ts `Metrics`); omitted where nothing is counted. */
   readonly observer?: DecisionObserver & PipelineObserver
 }
@@ -148,7 +153,8 @@ export async function startGrpcServer(holder: RuleSetHolder, log: Logger, opts: 
     'grpc.max_receive_message_length': opts.maxReceiveMessageLength,
     'grpc.keepalive_permit_without_calls': 1,
   })
-  server.addService(CheckService, { check: createCheckHandler(holder, log, opts) })
+  const check = createCheckHandler(holder, log, opts)
+  server.addService(CheckService, { check: opts.wrapCheck === undefined ? check : opts.wrapCheck(check) })
   const health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHORIZATION_SERVICE]: 'NOT_SERVING' })
   health.addToServer(server)
   const address = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`

@@ -27,6 +27,7 @@ export async function startWith(config: Record<string, unknown>, rules: unknown[
       grpc: { ...(((config['serve'] as { grpc?: object } | undefined)?.grpc) ?? {}), host: '127.0.0.1', port: 0 },
       // Never the default 9000: test files run in parallel.
       prometheus: { port: 0, ...(((config['serve'] as { prometheus?: object } | undefined)?.prometheus) ?? {}) },
+      api: { port: 0, ...(((config['serve'] as { api?: object } | undefined)?.api) ?? {}) },
     },
     access_rules: { repositories: ['file://./rules.yaml'], ...((config['access_rules'] as object | undefined) ?? {}) },
   }

@@ -38,7 +38,7 @@ export async function startPortcullis(
   for (const [k, v] of Object.entries(process.env)) {
     if (v !== undefined && !k.startsWith('PORTCULLIS_')) env[k] = v
   }
-  Object.assign(env, { PORTCULLIS_SERVE_GRPC_PORT: '0', PORTCULLIS_SERVE_PROMETHEUS_PORT: '0' }, opts.env)
+  Object.assign(env, { PORTCULLIS_SERVE_GRPC_PORT: '0', PORTCULLIS_SERVE_PROMETHEUS_PORT: '0', PORTCULLIS_SERVE_API_PORT: '0' }, opts.env)
 
   const child = spawn(process.execPath, [CLI_PATH, 'serve', '--config', opts.config ?? DEFAULT_CONFIG_PATH], {
     cwd: REPO_ROOT,

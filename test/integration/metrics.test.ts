@@ -336,7 +336,7 @@ describe('wired into the server', () => {
     // As test/helpers/in-process.ts, with decision logging off (not the subject here).
     const dir = mkdtempSync(join(tmpdir(), 'portcullis-metrics-it-'))
     writeFileSync(join(dir, 'rules.yaml'), stringify(RULES))
-    const config = { ...ALL_HANDLERS, serve: { grpc: { port: 0 }, prometheus: { port: 0 } }, access_rules: { repositories: ['file://./rules.yaml'] } }
+    const config = { ...ALL_HANDLERS, serve: { grpc: { port: 0 }, prometheus: { port: 0 }, api: { port: 0 } }, access_rules: { repositories: ['file://./rules.yaml'] } }
     writeFileSync(join(dir, 'portcullis.yaml'), stringify(config))
     const app = await startPortcullis({ configFile: join(dir, 'portcullis.yaml'), env: {}, log: createLogger('warn', { write: () => undefined }) })
     return {
