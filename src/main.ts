@@ -18,7 +18,8 @@ import { isRemote, RemoteRepositories } from './rules/fetch-remote.js'
 import { Reloader, type Compile } from './rules/reload.js'
 import { RuleWatcher } from './rules/watch.js'
 import { startGrpcServer, type GrpcServer, type RuleSetHolder } from './server/grpc.js'
-import { startHttpApi, type HttpApi } from './server/http-api.js'
+import { sampled } from './observability/decision-log.js'
+import { logDecision, startHttpApi, type HttpApi } from './server/http-api.js'
 import { InFlight, wrapCheckHandler } from './server/lifecycle.js'
 import { Readiness, SHUTDOWN } from './server/readiness.js'
 
@@ -97,8 +98,10 @@ export async function startPortcullis(opts: StartOptions = {}): Promise<Portcull
     maxCheckDurationMs: g.max_check_duration_ms,
     wrapCheck: (check) => wrapCheckHandler(check, { inflight, guard, log }),
     observer: metrics,
+    decisionSample: loaded.config.log.decision_sample,
   })
   readiness.onChange((ready) => grpc.setServing(ready))
+  const logHttpDecision = logDecision(log)
   let api: HttpApi
   try {
     api = await startHttpApi({
@@ -108,7 +111,10 @@ export async function startPortcullis(opts: StartOptions = {}): Promise<Portcull
       readiness: () => readiness.check(),
       inflight,
       guard,
-      onDecision: (e) => metrics.observeDecision(e.ruleId, e.decision, undefined, e.durationMs / 1000, e.reason),
+      onDecision: (e) => {
+        metrics.observeDecision(e.ruleId, e.decision, undefined, e.durationMs / 1000, e.reason)
+        if (sampled(loaded.config.log.decision_sample, e.decision)) logHttpDecision(e)
+      },
     })
   } catch (err) {
     await grpc.stop(0)

@@ -7,6 +7,8 @@
  */
 import { z } from 'zod'
 import { OutboundConfigSchema } from '../http/config.js'
+import { DecisionSampleSchema } from '../observability/decision-log.js'
+import { DurationSchema } from './duration.js'
 import { ApiConfigSchema } from '../server/http-api-config.js'
 import { MemoryGuardConfigSchema } from '../observability/memory-guard.js'
 import { ReloadConfigSchema } from '../rules/watch.js'
@@ -87,6 +89,10 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
       format: z.enum(['json']).default('json'),
+      /** Fraction of allowed / denied decisions logged, e.g. `{ allow: 0.01, deny: 1 }`. */
+      decision_sample: DecisionSampleSchema.prefault({}),
+      /** Period of the one-line summary (heap, RSS, event-loop delay, GC, cache sizes); "0" turns it off. */
+      summary_interval: DurationSchema.prefault('60s'),
     })
     .prefault({}),
 })

@@ -13,6 +13,7 @@ import {
   type CheckResponse,
 } from '../gen/envoy/service/auth/v3/external_auth.js'
 import type { Logger } from '../observability/logger.js'
+import { LOG_EVERY_DECISION, sampled, type DecisionSample } from '../observability/decision-log.js'
 import type { DecisionObserver, PipelineObserver } from '../observability/metrics.js'
 import { asPipelineError, PipelineError } from '../pipeline/errors.js'
 import { decide, deny, type Decision } from '../pipeline/run.js'
@@ -39,6 +40,8 @@ export interface GrpcOptions {
   readonly wrapCheck?: (h: grpc.handleUnaryCall<CheckRequest, CheckResponse>) => grpc.handleUnaryCall<CheckRequest, CheckResponse>
   /** Metrics hooks (src/observability/metrics.ts `Metrics`); omitted where nothing is counted. */
   readonly observer?: DecisionObserver & PipelineObserver
+  /** `log.decision_sample`: fraction of allow/deny decisions logged (default: all). */
+  readonly decisionSample?: DecisionSample
 }
 
 /** Answer this long before Envoy's deadline so Envoy gets our denial rather than a timeout. */
@@ -64,9 +67,10 @@ const CheckService = {
 export function createCheckHandler(
   holder: RuleSetHolder,
   log: Logger,
-  opts: Pick<GrpcOptions, 'maxCheckDurationMs' | 'observer'>,
+  opts: Pick<GrpcOptions, 'maxCheckDurationMs' | 'observer' | 'decisionSample'>,
 ): grpc.handleUnaryCall<CheckRequest, CheckResponse> {
   const obs = opts.observer
+  const sample = opts.decisionSample ?? LOG_EVERY_DECISION
   return function check(call, callback) {
     const started = performance.now()
     const rs = holder.current
@@ -79,7 +83,7 @@ export function createCheckHandler(
       const ms = performance.now() - started
       const outcome = d ?? e
       if (obs !== undefined && outcome !== undefined) obs.observeCheck(outcome, ms / 1000)
-      logDecision(log, d, response, ms)
+      logDecision(log, sample, d, response, ms)
     }
     try {
       if (rs === undefined) {
@@ -124,9 +128,10 @@ function budgetMs(deadline: grpc.Deadline, max: number): number {
   return Math.max(1, Math.min(max, at - Date.now() - DEADLINE_MARGIN_MS))
 }
 
-function logDecision(log: Logger, d: Decision | undefined, r: CheckResponse, ms: number): void {
+function logDecision(log: Logger, sample: DecisionSample, d: Decision | undefined, r: CheckResponse, ms: number): void {
   if (!log.isLevelEnabled('info')) return
   const denied = r.deniedResponse
+  if (!sampled(sample, denied === undefined ? 'allow' : 'deny')) return
   log.info(
     {
       rule_id: d?.ruleId ?? null,

@@ -307,7 +307,8 @@ function reasonsObject(reasons: readonly string[]): Record<string, string> {
   return out
 }
 
-function logDecision(log: Logger): (e: DecisionEvent) => void {
+/** The default decision reporter: one `decision` log line (the gRPC path logs the same fields). */
+export function logDecision(log: Logger): (e: DecisionEvent) => void {
   return (e) => {
     if (!log.isLevelEnabled('info')) return
     log.info(
