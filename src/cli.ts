@@ -100,6 +100,7 @@ async function serve(configFile: string | undefined): Promise<number> {
     closers: [
       { name: 'watcher', close: () => app.watcher.stop() },
       { name: 'memory_guard', close: () => app.guard.stop() },
+      { name: 'summary', close: () => app.summary.stop() },
       { name: 'metrics', close: async () => { await app.metricsServer?.close(); app.metrics.close() } },
       { name: 'deps', close: () => disposeDeps(app.deps) },
     ],

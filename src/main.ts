@@ -19,6 +19,7 @@ import { Reloader, type Compile } from './rules/reload.js'
 import { RuleWatcher } from './rules/watch.js'
 import { startGrpcServer, type GrpcServer, type RuleSetHolder } from './server/grpc.js'
 import { sampled } from './observability/decision-log.js'
+import { startSummary, type SummaryHandle } from './observability/summary.js'
 import { logDecision, startHttpApi, type HttpApi } from './server/http-api.js'
 import { InFlight, wrapCheckHandler } from './server/lifecycle.js'
 import { Readiness, SHUTDOWN } from './server/readiness.js'
@@ -36,6 +37,8 @@ export interface Portcullis {
   readonly reloader: Reloader
   readonly watcher: RuleWatcher
   readonly guard: MemoryGuard
+  /** The periodic one-line summary (`log.summary_interval`). */
+  readonly summary: SummaryHandle
   /** Checks being answered; the shutdown sequence denies those still running at its deadline. */
   readonly inflight: InFlight
   readonly metrics: Metrics
@@ -132,6 +135,7 @@ export async function startPortcullis(opts: StartOptions = {}): Promise<Portcull
   const watcher = new RuleWatcher({ reloader, config: reload, log, remote })
   watcher.start()
   guard.start()
+  const summary = startSummary({ log, caches: deps.caches, intervalMs: loaded.config.log.summary_interval })
   log.info({ rules: ruleSet.rules.length, files: ruleSet.files.length, strategy: loaded.config.access_rules.matching_strategy }, 'access rules loaded')
   if (ruleSet.rules.length === 0) log.warn('no access rules loaded: every Check is denied and health stays NOT_SERVING')
   return {
@@ -147,11 +151,13 @@ export async function startPortcullis(opts: StartOptions = {}): Promise<Portcull
     reloader,
     watcher,
     guard,
+    summary,
     inflight,
     async stop(graceMs = 5000) {
       readiness.set(SHUTDOWN, false, 'shutting down')
       watcher.stop()
       guard.stop()
+      summary.stop()
       readiness.stop()
       await Promise.all([grpc.stop(graceMs), api.stop(graceMs)])
       await metricsServer?.close()
