@@ -5,7 +5,7 @@
 import { CacheBudget } from './cache/budget.js'
 import { CacheRegistry } from './cache/registry.js'
 import { loadConfig, type LoadedConfig } from './config/load.js'
-import { disposeJwksProviders } from './credentials/jwks.js'
+import { disposeJwksProviders, jwksProviders } from './credentials/jwks.js'
 import { HttpClient } from './http/client.js'
 import { createLogger, type Logger } from './observability/logger.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
@@ -135,6 +135,13 @@ export async function startPortcullis(opts: StartOptions = {}): Promise<Portcull
   const watcher = new RuleWatcher({ reloader, config: reload, log, remote })
   watcher.start()
   guard.start()
+  if (loaded.config.health.require_jwks_warm) {
+    readiness.addCondition(
+      'jwks_warmed',
+      () => jwksProviders(deps).every((p) => p.released || p.current() !== undefined),
+      'a JWKS used by a jwt rule has not been fetched yet',
+    )
+  }
   const summary = startSummary({ log, caches: deps.caches, intervalMs: loaded.config.log.summary_interval })
   log.info({ rules: ruleSet.rules.length, files: ruleSet.files.length, strategy: loaded.config.access_rules.matching_strategy }, 'access rules loaded')
   if (ruleSet.rules.length === 0) log.warn('no access rules loaded: every Check is denied and health stays NOT_SERVING')

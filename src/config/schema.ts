@@ -74,6 +74,15 @@ export const ConfigSchema = z.strictObject({
       handlers: HandlerSwitches,
     })
     .prefault({}),
+  health: z
+    .strictObject({
+      /**
+       * Not ready until every JWKS a loaded `jwt` rule uses has been fetched once (a jwt rule
+       * without keys can only deny, 503).
+       */
+      require_jwks_warm: z.boolean().default(true),
+    })
+    .prefault({}),
   cache: z
     .strictObject({
       /**
