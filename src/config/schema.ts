@@ -101,7 +101,7 @@ export const ConfigSchema = z.strictObject({
       /** Fraction of allowed / denied decisions logged, e.g. `{ allow: 0.01, deny: 1 }`. */
       decision_sample: DecisionSampleSchema.prefault({}),
       /** Period of the one-line summary (heap, RSS, event-loop delay, GC, cache sizes); "0" turns it off. */
-      summary_interval: DurationSchema.prefault('60s'),
+      summary_interval: DurationSchema.refine((ms) => ms === 0 || ms >= 10, 'must be 0 (off) or at least 10ms').prefault('60s'),
     })
     .prefault({}),
 })

@@ -32,7 +32,7 @@ export interface SummaryOptions {
   readonly log: Pick<Logger, 'info'>
   /** Every cache in the process; usually `deps.caches`. */
   readonly caches: { stats(): readonly CacheStats[] }
-  /** Period in ms; 0 turns the summary off (`stop()` is then a no-op). */
+  /** Period in ms (e.g. `log.summary_interval`); 0 turns the summary off (`stop()` is then a no-op). */
   readonly intervalMs: number
 }
 
@@ -75,14 +75,16 @@ export interface SummaryHandle {
 export const SUMMARY_MSG = 'summary'
 
 /**
- * Starts logging a summary line every `intervalMs` (the first one after one interval). Throws a
- * `RangeError` for an interval that is not 0 or an integer ≥ `MIN_SUMMARY_INTERVAL_MS`.
+ * Starts logging a summary line every `intervalMs` (rounded to the millisecond; the first line
+ * after one interval). Throws a `RangeError` for an interval that is neither 0 nor a finite number
+ * ≥ `MIN_SUMMARY_INTERVAL_MS` (up to 2³¹−1 ms, Node's timer limit).
  */
 export function startSummary(opts: SummaryOptions): SummaryHandle {
-  const { log, caches, intervalMs } = opts
-  if (intervalMs === 0) return { stop: () => {} }
-  if (!Number.isSafeInteger(intervalMs) || intervalMs < MIN_SUMMARY_INTERVAL_MS) {
-    throw new RangeError(`summary interval must be 0 (off) or an integer ≥ ${MIN_SUMMARY_INTERVAL_MS} ms, got ${intervalMs}`)
+  const { log, caches } = opts
+  if (opts.intervalMs === 0) return { stop: () => {} }
+  const intervalMs = Math.round(opts.intervalMs)
+  if (!Number.isFinite(opts.intervalMs) || intervalMs < MIN_SUMMARY_INTERVAL_MS || intervalMs > 2 ** 31 - 1) {
+    throw new RangeError(`summary interval must be 0 (off) or between ${MIN_SUMMARY_INTERVAL_MS} ms and 2^31-1 ms, got ${opts.intervalMs}`)
   }
 
   const delay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 })

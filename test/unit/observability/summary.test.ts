@@ -157,8 +157,12 @@ describe('startSummary', () => {
     expect(process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length).toBe(before)
   })
 
-  it.each([-1, 1, 9, 10.5, Number.NaN, Number.POSITIVE_INFINITY])('rejects the interval %s', (intervalMs) => {
+  it.each([-1, 1, 9, 9.4, 2 ** 31, Number.NaN, Number.POSITIVE_INFINITY])('rejects the interval %s', (intervalMs) => {
     expect(() => startSummary({ log: { info: () => {} }, caches: { stats: () => [] }, intervalMs })).toThrow(RangeError)
+  })
+
+  it('accepts a fractional interval (a parsed duration), rounded', () => {
+    handles.push(startSummary({ log: { info: () => {} }, caches: { stats: () => [] }, intervalMs: 1500.5 }))
   })
 
   it('reports 0 event-loop delay for an interval without samples', () => {
