@@ -43,9 +43,24 @@ export function isThenable<T>(v: T | Promise<T>): v is Promise<T> {
 
 /** Matches the request and runs its rule. Resolves synchronously-fast when no handler awaits. */
 export async function decide(rs: RuleSet, req: RequestView, signal: AbortSignal, obs: PipelineObserver = NO_OBSERVER): Promise<Decision> {
-  const t0 = performance.now()
-  const m = rs.matcher.match(req.method, matchUrl(req))
-  obs.observeMatch((performance.now() - t0) / 1000)
+  return decideNow(rs, req, signal, obs)
+}
+
+/**
+ * {@link decide} without a promise when no handler returns one (anonymous, noop, allow, header,
+ * and cached credentials whose handlers answer synchronously): the Decision itself, else a
+ * promise of it. Never throws, never rejects. The gRPC handler uses it; each awaited step costs a
+ * promise and a microtask, which at 10 000 Checks/s is measurable.
+ */
+export function decideNow(rs: RuleSet, req: RequestView, signal: AbortSignal, obs: PipelineObserver = NO_OBSERVER): Decision | Promise<Decision> {
+  let m
+  try {
+    const t0 = performance.now()
+    m = rs.matcher.match(req.method, matchUrl(req))
+    obs.observeMatch((performance.now() - t0) / 1000)
+  } catch (err) {
+    return deny(rs, undefined, req, asPipelineError(err), obs)
+  }
   if (m.kind === 'none') {
     return deny(rs, undefined, req, new PipelineError('ERR_NO_RULE', 'no_rule', 'Requested url does not match any rules'), obs)
   }
@@ -58,55 +73,119 @@ export async function decide(rs: RuleSet, req: RequestView, signal: AbortSignal,
       obs,
     )
   }
-  const rule = m.value
   const session: Session = {
     subject: '',
     extra: {},
     header: new Map(),
     matchContext: { regexpCaptureGroups: m.groups, request: req },
   }
-  // The authorizer or mutator running now, for handler_errors_total (authenticators count their own).
-  let running: object | undefined
-  let stage: Stage = 'authz'
-  try {
-    await authenticate(rule, req, session, signal, obs)
-    running = rule.authorizer
-    const a = rule.authorizer.authorize(req, session, signal)
-    if (isThenable(a)) await a
-    stage = 'mutate'
-    for (const mutator of rule.mutators) {
-      running = mutator
-      const r = mutator.mutate(req, session, signal)
-      if (isThenable(r)) await r
-    }
-    running = undefined
-    if (signal.aborted) throw new PipelineError('ERR_UPSTREAM_UNAVAILABLE', 'deadline_exceeded', 'The check did not finish in time')
-    for (const v of session.header.values()) {
-      if (UNSAFE_HEADER_VALUE.test(v)) {
-        throw new PipelineError('ERR_INTERNAL', 'invalid_header_value', 'A mutator produced a header value with control characters')
-      }
-    }
-  } catch (err) {
-    const e = asPipelineError(err)
-    if (running !== undefined) obs.handlerError(stage, idOf(running), e.code)
-    return deny(rs, rule, req, e, obs)
-  }
-  return { kind: 'allow', ruleId: rule.id, session, removeHeaders: removals(rs, rule, req) }
+  return new Run(rs, m.value, req, session, signal, obs).authenticate(0)
 }
 
-async function authenticate(rule: CompiledRule, req: RequestView, s: Session, signal: AbortSignal, obs: PipelineObserver): Promise<void> {
-  for (const a of rule.authenticators) {
+/**
+ * One rule's run as explicit steps: authenticators (first responsible wins) → authorizer →
+ * mutators → checks of the result. A step that returns a promise continues from its settlement;
+ * the others continue at once, so a run without I/O completes synchronously.
+ */
+class Run {
+  constructor(
+    readonly rs: RuleSet,
+    readonly rule: CompiledRule,
+    readonly req: RequestView,
+    readonly session: Session,
+    readonly signal: AbortSignal,
+    readonly obs: PipelineObserver,
+  ) {}
+
+  /** Authenticator `i`, then the next ones while they are not responsible. */
+  authenticate(i: number): Decision | Promise<Decision> {
+    const list = this.rule.authenticators
+    for (; i < list.length; i++) {
+      const a = list[i]!
+      let r
+      try {
+        r = a.authenticate(this.req, this.session, this.signal)
+      } catch (err) {
+        return this.authnFailed(a, err)
+      }
+      if (isThenable(r)) {
+        const next = i + 1
+        return r.then(
+          (v) => (v === NOT_RESPONSIBLE ? this.authenticate(next) : this.authorize()),
+          (err: unknown) => this.authnFailed(a, err),
+        )
+      }
+      if (r !== NOT_RESPONSIBLE) return this.authorize()
+    }
+    return this.denied(new PipelineError('ERR_UNAUTHENTICATED', 'no_authenticator_responsible', 'No authenticator was responsible for this request'))
+  }
+
+  authorize(): Decision | Promise<Decision> {
+    const z = this.rule.authorizer
     let r
     try {
-      r = a.authenticate(req, s, signal)
-      if (isThenable(r)) r = await r
+      r = z.authorize(this.req, this.session, this.signal)
     } catch (err) {
-      obs.handlerError('authn', idOf(a), codeOf(err))
-      throw err
+      return this.handlerFailed('authz', z, err)
     }
-    if (r !== NOT_RESPONSIBLE) return
+    if (isThenable(r)) {
+      return r.then(
+        () => this.mutate(0),
+        (err: unknown) => this.handlerFailed('authz', z, err),
+      )
+    }
+    return this.mutate(0)
   }
-  throw new PipelineError('ERR_UNAUTHENTICATED', 'no_authenticator_responsible', 'No authenticator was responsible for this request')
+
+  mutate(j: number): Decision | Promise<Decision> {
+    const list = this.rule.mutators
+    for (; j < list.length; j++) {
+      const mu = list[j]!
+      let r
+      try {
+        r = mu.mutate(this.req, this.session, this.signal)
+      } catch (err) {
+        return this.handlerFailed('mutate', mu, err)
+      }
+      if (isThenable(r)) {
+        const next = j + 1
+        return r.then(
+          () => this.mutate(next),
+          (err: unknown) => this.handlerFailed('mutate', mu, err),
+        )
+      }
+    }
+    return this.finish()
+  }
+
+  finish(): Decision {
+    if (this.signal.aborted) return this.denied(new PipelineError('ERR_UPSTREAM_UNAVAILABLE', 'deadline_exceeded', 'The check did not finish in time'))
+    for (const v of this.session.header.values()) {
+      if (UNSAFE_HEADER_VALUE.test(v)) {
+        return this.denied(new PipelineError('ERR_INTERNAL', 'invalid_header_value', 'A mutator produced a header value with control characters'))
+      }
+    }
+    try {
+      return { kind: 'allow', ruleId: this.rule.id, session: this.session, removeHeaders: removals(this.rs, this.rule, this.req) }
+    } catch (err) {
+      return this.denied(asPipelineError(err))
+    }
+  }
+
+  authnFailed(a: object, err: unknown): Decision {
+    this.obs.handlerError('authn', idOf(a), codeOf(err))
+    return this.denied(asPipelineError(err))
+  }
+
+  handlerFailed(stage: Stage, h: object, err: unknown): Decision {
+    const e = asPipelineError(err)
+    this.obs.handlerError(stage, idOf(h), e.code)
+    return deny(this.rs, this.rule, this.req, e, this.obs)
+  }
+
+  denied(e: PipelineError): Decision {
+    return deny(this.rs, this.rule, this.req, e, this.obs)
+  }
 }
 
 /**

@@ -6,6 +6,8 @@
  * @module
  */
 import * as grpc from '@grpc/grpc-js'
+import { setMaxListeners } from 'node:events'
+import { BinaryReader } from '@bufbuild/protobuf/wire'
 import { HealthImplementation } from 'grpc-health-check'
 import {
   AuthorizationService,
@@ -16,10 +18,11 @@ import type { Logger } from '../observability/logger.js'
 import { LOG_EVERY_DECISION, sampled, type DecisionSample } from '../observability/decision-log.js'
 import type { DecisionObserver, PipelineObserver } from '../observability/metrics.js'
 import { asPipelineError, PipelineError } from '../pipeline/errors.js'
-import { decide, deny, type Decision } from '../pipeline/run.js'
+import { decideNow, deny, isThenable, type Decision } from '../pipeline/run.js'
+import type { RequestView } from '../pipeline/types.js'
 import { toRequestView } from '../request/view.js'
 import type { RuleSet } from '../rules/compile.js'
-import { internalDenial, MALFORMED, toCheckResponse } from './check.js'
+import { encodeCheckResponse, internalDenial, MALFORMED, toCheckResponse } from './check.js'
 
 export const AUTHORIZATION_SERVICE = 'envoy.service.auth.v3.Authorization'
 
@@ -50,75 +53,218 @@ const DEADLINE_MARGIN_MS = 5
 /**
  * The service definition, with a decoder that never throws: bytes that are not a CheckRequest
  * decode to MALFORMED and are answered with a denial (grpc-js would answer INTERNAL otherwise).
+ * Answers are encoded by `encodeCheckResponse` (src/server/check.ts): the generated encoder's
+ * output, byte for byte, without its intermediate objects.
  */
 const CheckService = {
   check: {
     ...AuthorizationService.check,
     requestDeserialize: (buf: Buffer): CheckRequest => {
       try {
-        return CheckRequest.decode(buf)
+        return decodeCheckRequest(buf)
       } catch {
         return MALFORMED
       }
     },
+    responseSerialize: encodeCheckResponse,
   },
 } as const
 
+/**
+ * The generated decoder, reading strings straight out of the received Buffer (`utf8Slice`, one
+ * native call) instead of `TextDecoder.decode(subarray)` or an array of char codes: a CheckRequest
+ * is mostly strings (~40 for a typical request's headers), and this saves ~2 µs per Check. Same
+ * structure, bounds checks and errors (it is the generated code on a `BinaryReader` subclass);
+ * invalid UTF-8 becomes U+FFFD and a leading BOM is kept, as with the stock reader
+ * (test/unit/server/decode-check-request.test.ts).
+ */
+export function decodeCheckRequest(buf: Buffer): CheckRequest {
+  return CheckRequest.decode(new BufferReader(buf))
+}
+
+const utf8Slice = (Buffer.prototype as unknown as { utf8Slice?: (this: Buffer, start: number, end: number) => string }).utf8Slice
+
+class BufferReader extends BinaryReader {
+  readonly #bytes: Buffer
+
+  constructor(buf: Buffer) {
+    super(buf)
+    this.#bytes = buf
+  }
+
+  override string(strict?: boolean): string {
+    if (strict === true || utf8Slice === undefined) return super.string(strict)
+    const len = this.uint32()
+    const start = this.pos
+    this.pos += len
+    if (this.pos > this.len) throw new RangeError('premature EOF')
+    return utf8Slice.call(this.#bytes, start, this.pos)
+  }
+}
+
+/** What every Check of one handler shares. */
+interface HandlerContext {
+  readonly log: Logger
+  readonly obs: (DecisionObserver & PipelineObserver) | undefined
+  readonly sample: DecisionSample
+  readonly deadlines: Deadlines
+}
+
+/**
+ * The Check handler grpc-js calls. Per Check, on the hot path: one `InFlightCheck`, the request
+ * view, the pipeline run, the answer. Deadlines are shared per millisecond (`Deadlines`), so a
+ * Check allocates no AbortController and arms no timer of its own.
+ */
 export function createCheckHandler(
   holder: RuleSetHolder,
   log: Logger,
   opts: Pick<GrpcOptions, 'maxCheckDurationMs' | 'observer' | 'decisionSample'>,
 ): grpc.handleUnaryCall<CheckRequest, CheckResponse> {
-  const obs = opts.observer
-  const sample = opts.decisionSample ?? LOG_EVERY_DECISION
+  const ctx: HandlerContext = {
+    log,
+    obs: opts.observer,
+    sample: opts.decisionSample ?? LOG_EVERY_DECISION,
+    deadlines: new Deadlines(),
+  }
+  const maxMs = opts.maxCheckDurationMs
   return function check(call, callback) {
     const started = performance.now()
     const rs = holder.current
-    let answered = false
-    /** `e`: the error of a denial built outside the pipeline (when `d` is undefined). */
-    const answer = (response: CheckResponse, d: Decision | undefined, e?: PipelineError): void => {
-      if (answered) return
-      answered = true
-      callback(null, response)
-      const ms = performance.now() - started
-      const outcome = d ?? e
-      if (obs !== undefined && outcome !== undefined) obs.observeCheck(outcome, ms / 1000)
-      logDecision(log, sample, d, response, ms)
+    if (rs === undefined) {
+      const e = new PipelineError('ERR_UPSTREAM_UNAVAILABLE', 'not_ready', 'No access rules are loaded')
+      return answer(ctx, callback, started, internalDenial(e), undefined, e)
     }
+    if (call.request === MALFORMED) {
+      const e = new PipelineError('ERR_BAD_REQUEST', 'malformed_check_request', 'The CheckRequest could not be decoded')
+      return answer(ctx, callback, started, internalDenial(e), undefined, e)
+    }
+    let view: RequestView
     try {
-      if (rs === undefined) {
-        const e = new PipelineError('ERR_UPSTREAM_UNAVAILABLE', 'not_ready', 'No access rules are loaded')
-        return answer(internalDenial(e), undefined, e)
-      }
-      if (call.request === MALFORMED) {
-        const e = new PipelineError('ERR_BAD_REQUEST', 'malformed_check_request', 'The CheckRequest could not be decoded')
-        return answer(internalDenial(e), undefined, e)
-      }
-      const view = toRequestView(call.request)
-      const controller = new AbortController()
-      const timer = setTimeout(() => {
-        controller.abort()
-        const e = new PipelineError('ERR_UPSTREAM_UNAVAILABLE', 'deadline_exceeded', 'The check did not finish in time')
-        const d = deny(rs, undefined, view, e, obs)
-        answer(toCheckResponse(d), d)
-      }, budgetMs(call.getDeadline(), opts.maxCheckDurationMs))
-      const onCancel = (): void => controller.abort()
-      call.once('cancelled', onCancel)
-      decide(rs, view, controller.signal, obs).then(
-        (d) => {
-          clearTimeout(timer)
-          call.off('cancelled', onCancel)
-          answer(toCheckResponse(d), d)
-        },
-        (err: unknown) => {
-          clearTimeout(timer)
-          answer(internalDenial(err), undefined, asPipelineError(err))
-        },
-      )
+      view = toRequestView(call.request)
     } catch (err) {
       // toRequestView throws PipelineError(ERR_BAD_REQUEST); anything else is a bug, still a denial.
-      answer(internalDenial(err), undefined, asPipelineError(err))
+      return answer(ctx, callback, started, internalDenial(err), undefined, asPipelineError(err))
     }
+    const p = new InFlightCheck(ctx, callback, started, rs, view)
+    try {
+      const group = ctx.deadlines.add(p, started + budgetMs(call.getDeadline(), maxMs))
+      p.group = group
+      const d = decideNow(rs, view, group.controller.signal, ctx.obs)
+      if (isThenable(d)) {
+        d.then(
+          (r) => p.decided(r),
+          (err: unknown) => p.failed(err),
+        )
+      } else p.decided(d)
+    } catch (err) {
+      p.failed(err)
+    }
+  }
+}
+
+/** One Check between its request view and its answer. */
+class InFlightCheck {
+  answered = false
+  /** Its deadline group, until it is answered. */
+  group: DeadlineGroup | undefined = undefined
+
+  constructor(
+    readonly ctx: HandlerContext,
+    readonly callback: grpc.sendUnaryData<CheckResponse>,
+    readonly started: number,
+    readonly rs: RuleSet,
+    readonly view: RequestView,
+  ) {}
+
+  decided(d: Decision): void {
+    if (this.answered) return
+    this.#leave()
+    this.#answer(toCheckResponse(d), d, undefined)
+  }
+
+  failed(err: unknown): void {
+    if (this.answered) return
+    this.#leave()
+    this.#answer(internalDenial(err), undefined, asPipelineError(err))
+  }
+
+  /** The deadline passed first (its group's signal is aborted): deny now; a late result is dropped. */
+  expire(): void {
+    if (this.answered) return
+    this.group = undefined
+    const e = new PipelineError('ERR_UPSTREAM_UNAVAILABLE', 'deadline_exceeded', 'The check did not finish in time')
+    const d = deny(this.rs, undefined, this.view, e, this.ctx.obs)
+    this.#answer(toCheckResponse(d), d, undefined)
+  }
+
+  #leave(): void {
+    this.group?.pending.delete(this)
+    this.group = undefined
+  }
+
+  #answer(response: CheckResponse, d: Decision | undefined, e: PipelineError | undefined): void {
+    this.answered = true
+    answer(this.ctx, this.callback, this.started, response, d, e)
+  }
+}
+
+/** `e`: the error of a denial built outside the pipeline (when `d` is undefined). */
+function answer(
+  ctx: HandlerContext,
+  callback: grpc.sendUnaryData<CheckResponse>,
+  started: number,
+  response: CheckResponse,
+  d: Decision | undefined,
+  e: PipelineError | undefined,
+): void {
+  callback(null, response)
+  const ms = performance.now() - started
+  const outcome = d ?? e
+  if (ctx.obs !== undefined && outcome !== undefined) ctx.obs.observeCheck(outcome, ms / 1000)
+  logDecision(ctx.log, ctx.sample, d, response, ms)
+}
+
+/**
+ * In-flight Checks grouped by the millisecond their deadline falls in (rounded down, so a group
+ * fires up to 1 ms early, never late): one AbortController and one unref'd timer per group instead
+ * of per Check (an AbortController alone costs ~2.6 µs and a timer ~0.3 µs on the bench machine;
+ * at 10 000 Checks/s with the same budget that is ≤ 1 000 groups a second instead of 10 000 of
+ * each). A group lives until its timer fires, whether or not Checks still wait in it; then its
+ * signal is aborted (only if some still wait) and each of them is denied with
+ * `deadline_exceeded`. Every Check of a group shares the signal: they all reached the same
+ * deadline. A client's cancellation no longer aborts its Check early: grpc-js drops the answer,
+ * and the work stops at the deadline at the latest (Envoy's own deadline, minus the margin).
+ */
+class Deadlines {
+  readonly #groups = new Map<number, DeadlineGroup>()
+
+  add(p: InFlightCheck, atMs: number): DeadlineGroup {
+    const key = Math.floor(atMs)
+    let g = this.#groups.get(key)
+    if (g === undefined) {
+      g = new DeadlineGroup(key, this.#groups)
+      this.#groups.set(key, g)
+    }
+    g.pending.add(p)
+    return g
+  }
+}
+
+class DeadlineGroup {
+  readonly controller = new AbortController()
+  readonly pending = new Set<InFlightCheck>()
+
+  constructor(key: number, groups: Map<number, DeadlineGroup>) {
+    // Any number of waiting Checks may listen on one signal (cache waits, outbound calls).
+    setMaxListeners(0, this.controller.signal)
+    setTimeout(() => {
+      groups.delete(key)
+      if (this.pending.size === 0) return
+      this.controller.abort()
+      const expired = [...this.pending]
+      this.pending.clear()
+      for (const p of expired) p.expire()
+    }, Math.max(1, key - performance.now())).unref()
   }
 }
 
@@ -129,9 +275,9 @@ function budgetMs(deadline: grpc.Deadline, max: number): number {
 }
 
 function logDecision(log: Logger, sample: DecisionSample, d: Decision | undefined, r: CheckResponse, ms: number): void {
-  if (!log.isLevelEnabled('info')) return
   const denied = r.deniedResponse
   if (!sampled(sample, denied === undefined ? 'allow' : 'deny')) return
+  if (!log.isLevelEnabled('info')) return
   log.info(
     {
       rule_id: d?.ruleId ?? null,

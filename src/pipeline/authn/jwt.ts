@@ -357,17 +357,6 @@ export const jwt = defineHandler('authn', 'jwt', JwtConfig, (config, deps) => {
     return providers[v.provider]?.current()?.thumbprints.has(v.thumbprint) === true
   }
 
-  async function verifyCached(token: string, signal: AbortSignal): Promise<Verified> {
-    if (cache === undefined) return verify(token, signal)
-    const key = credentialKey(token, scopeId)
-    const r = await cache.lookup(key, () => load(token), signal)
-    if (r.kind === 'negative') throw Denied.of[r.reason as Reason] ?? Denied.of.jwt_invalid
-    if (!r.hit || stillTrusted(r.value)) return r.value
-    // The key was rotated out, or its set went stale: forget the entry and verify from scratch.
-    cache.delete(key)
-    return verify(token, signal)
-  }
-
   /** Steps 5–6, on every request, cached or not. */
   function checkClaims(v: Verified): void {
     const t = now()
@@ -386,19 +375,44 @@ export const jwt = defineHandler('authn', 'jwt', JwtConfig, (config, deps) => {
     }
   }
 
-  async function run(token: string, s: Session, signal: AbortSignal): Promise<void> {
-    let v: Verified
+  /** A verdict of this module as the pipeline sees it (always throws). */
+  function fail(err: unknown, signal: AbortSignal): never {
+    if (err instanceof Denied) throw DENIED[err.reason] ?? DENIED.jwt_invalid
+    if (err instanceof PipelineError) throw err
+    if (err instanceof CacheAbortError || signal.aborted) throw DEADLINE
+    throw err
+  }
+
+  /**
+   * Steps 5–6, then the session: each request gets its own (shallow) copy of the cached claims, so
+   * a later stage may add keys to `extra` without touching the shared, deep-frozen entry.
+   */
+  function accept(v: Verified, s: Session, signal: AbortSignal): void {
     try {
-      v = await verifyCached(token, signal)
       checkClaims(v)
     } catch (err) {
-      if (err instanceof Denied) throw DENIED[err.reason] ?? DENIED.jwt_invalid
-      if (err instanceof PipelineError) throw err
-      if (err instanceof CacheAbortError || signal.aborted) throw DEADLINE
-      throw err
+      fail(err, signal)
     }
     s.subject = v.sub
     s.extra = { ...v.extra }
+  }
+
+  /**
+   * Cached: one lookup and one continuation per request (a hit costs no verification, no copy).
+   * A hit is used only while its key is still in a usable key set; otherwise the entry is dropped
+   * and the token verified from scratch. Negative entries answer with their cached reason.
+   */
+  function run(token: string, s: Session, signal: AbortSignal): Promise<void> {
+    const onError = (err: unknown): never => fail(err, signal)
+    if (cache === undefined) return verify(token, signal).then((v) => accept(v, s, signal), onError)
+    const key = credentialKey(token, scopeId)
+    return cache.lookup(key, () => load(token), signal).then((r): void | Promise<void> => {
+      if (r.kind === 'negative') fail(Denied.of[r.reason as Reason] ?? Denied.of.jwt_invalid, signal)
+      if (!r.hit || stillTrusted(r.value)) return accept(r.value, s, signal)
+      // The key was rotated out, or its set went stale: forget the entry and verify from scratch.
+      cache.delete(key)
+      return verify(token, signal).then((v) => accept(v, s, signal), onError)
+    }, onError)
   }
 
   const authenticator: Authenticator = {
@@ -468,12 +482,20 @@ function toVerified(claims: Record<string, unknown>, provider: number, thumbprin
 
   // Oathkeeper: the first present of scp, scope, scopes is removed and re-set as `scp` (a list).
   const scopes = grantedScopes(claims)
-  const extra: Record<string, unknown> = { ...claims }
+  let removed: string | undefined
   for (const k of ['scp', 'scope', 'scopes']) {
     if (Object.hasOwn(claims, k) && claims[k] !== undefined && claims[k] !== null) {
-      delete extra[k]
+      removed = k
       break
     }
+  }
+  // Copied key by key rather than spread-then-`delete`: a `delete` turns the object into a slow
+  // dictionary, and every request copies this object (`s.extra = { ...v.extra }`).
+  const extra: Record<string, unknown> = {}
+  for (const k of Object.keys(claims)) {
+    if (k === removed) continue
+    if (k === '__proto__') Object.defineProperty(extra, k, { value: claims[k], enumerable: true, writable: true, configurable: true })
+    else extra[k] = claims[k]
   }
   extra['scp'] = scopes
   deepFreeze(extra)
