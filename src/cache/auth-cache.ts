@@ -267,6 +267,16 @@ export class AuthCache<V> {
     return signal === undefined ? shared : waitUnlessAborted(shared, signal)
   }
 
+  /**
+   * The live cached result for `key`, counted as a hit and refreshed in the LRU order, or
+   * undefined (nothing counted: the caller goes on to `lookup()`, which counts the miss). The
+   * synchronous form of a `lookup()` hit, so a handler answers a hit without a promise.
+   */
+  get(key: string): Lookup<V> | undefined {
+    if (!isCredentialKey(key)) throw new TypeError(`cache "${this.name}": keys must come from credentialKey()`)
+    return this.#get(key)
+  }
+
   /** The cached result for `key` without loading, counting, or refreshing its LRU position. */
   peek(key: string): Lookup<V> | undefined {
     const now = this.#now()

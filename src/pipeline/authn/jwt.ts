@@ -402,10 +402,18 @@ export const jwt = defineHandler('authn', 'jwt', JwtConfig, (config, deps) => {
    * A hit is used only while its key is still in a usable key set; otherwise the entry is dropped
    * and the token verified from scratch. Negative entries answer with their cached reason.
    */
-  function run(token: string, s: Session, signal: AbortSignal): Promise<void> {
+  function run(token: string, s: Session, signal: AbortSignal): void | Promise<void> {
     const onError = (err: unknown): never => fail(err, signal)
     if (cache === undefined) return verify(token, signal).then((v) => accept(v, s, signal), onError)
     const key = credentialKey(token, scopeId)
+    // A hit answers synchronously: no promise, no microtask (the common case at load).
+    const hit = cache.get(key)
+    if (hit !== undefined) {
+      if (hit.kind === 'negative') fail(Denied.of[hit.reason as Reason] ?? Denied.of.jwt_invalid, signal)
+      if (stillTrusted(hit.value)) return accept(hit.value, s, signal)
+      cache.delete(key)
+      return verify(token, signal).then((v) => accept(v, s, signal), onError)
+    }
     return cache.lookup(key, () => load(token), signal).then((r): void | Promise<void> => {
       if (r.kind === 'negative') fail(Denied.of[r.reason as Reason] ?? Denied.of.jwt_invalid, signal)
       if (!r.hit || stillTrusted(r.value)) return accept(r.value, s, signal)

@@ -450,3 +450,38 @@ describe('AuthCache lifecycle', () => {
     })
   })
 })
+
+describe('AuthCache.get (the synchronous hit)', () => {
+  it('answers a live entry without a promise, counts it as a hit and refreshes its LRU position', async () => {
+    const cache = caches.make<number>({ maxEntries: 2, maxBytes: 64 * MiB })
+    await cache.lookup(key(1), async () => positive(1))
+    await cache.lookup(key(2), async () => positive(2))
+    const r = cache.get(key(1))
+    expect(r).toMatchObject({ kind: 'positive', value: 1, hit: true })
+    expect(typeof (r as { then?: unknown }).then).toBe('undefined')
+    expect(cache.stats()).toMatchObject({ hits: 1, misses: 2 })
+    // key(1) was used last, so the third entry evicts key(2).
+    await cache.lookup(key(3), async () => positive(3))
+    expect(cache.peek(key(1))).toMatchObject({ value: 1 })
+    expect(cache.peek(key(2))).toBeUndefined()
+  })
+
+  it('answers negatives, counts nothing on a miss, and drops an expired entry', async () => {
+    const clock = manualClock()
+    const cache = caches.make<number>({ ttlMs: 100 }, clock.now)
+    expect(cache.get(key(1))).toBeUndefined()
+    expect(cache.stats()).toMatchObject({ hits: 0, misses: 0 })
+    await cache.lookup(key(2), async () => negative('jwt_signature'))
+    expect(cache.get(key(2))).toMatchObject({ kind: 'negative', reason: 'jwt_signature' })
+    expect(cache.stats().negativeHits).toBe(1)
+    await cache.lookup(key(3), async () => positive(3))
+    clock.advance(100)
+    expect(cache.get(key(3))).toBeUndefined()
+    expect(cache.stats()).toMatchObject({ entries: 0, expirations: 1 })
+  })
+
+  it('refuses a key that is not a credentialKey digest', () => {
+    const cache = caches.make<number>()
+    expect(() => cache.get('Bearer eyJhbGciOi.raw.token')).toThrow(/credentialKey/)
+  })
+})

@@ -849,6 +849,22 @@ describe('authn jwt', () => {
       expect(stats).toMatchObject({ hits: 5, loads: 1 })
     })
 
+    it('answers a cache hit synchronously (no promise), and a cached failure by a synchronous throw', async () => {
+      const b = build()
+      const token = await tokenA()
+      expect(await reasonOf(b.authn, token)).toBe('ok')
+      const req = makeRequest({ headers: { authorization: `Bearer ${token}` } })
+      const s = makeSession(req)
+      const r = b.authn.authenticate(req, s, new AbortController().signal)
+      expect(r === undefined || typeof (r as { then?: unknown }).then !== 'function').toBe(true)
+      expect(s.subject).toBe((await subjectOf(b.authn, token)).subject)
+      expect(s.subject).not.toBe('')
+      const bad = signRaw(attacker, { alg: 'RS256', kid: 'a1' }, nowClaims())
+      expect(await reasonOf(b.authn, bad)).toBe('jwt_signature')
+      const badReq = makeRequest({ headers: { authorization: `Bearer ${bad}` } })
+      expect(() => b.authn.authenticate(badReq, makeSession(badReq), new AbortController().signal)).toThrow(expect.objectContaining({ reason: 'jwt_signature' }))
+    })
+
     it('verifies every time with the cache disabled', async () => {
       const b = build({ cache: { enabled: false } })
       const token = await tokenA()
