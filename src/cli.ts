@@ -12,6 +12,7 @@ import { loadRuleSet, RuleSetError } from './rules/compile.js'
 import { createDeps, disposeDeps, startPortcullis } from './main.js'
 import { isRemote, RemoteRepositories } from './rules/fetch-remote.js'
 import { startLifecycle } from './server/lifecycle.js'
+import { announceWorker, ClusterConfigError, configuredWorkers, runPrimary, workerBindings, workerSignals, workerSlot } from './cluster.js'
 
 const USAGE = `usage: portcullis <serve|validate> [--config FILE]
 
@@ -78,9 +79,35 @@ function reportLoadError(err: unknown): number {
 }
 
 async function serve(configFile: string | undefined): Promise<number> {
+  // `serve.workers` > 1: this process becomes the cluster primary (src/cluster.ts); each worker
+  // runs this same command and takes the single-process path below, with a worker-tagged logger.
+  const slot = workerSlot()
+  let workerLog
+  try {
+    const loaded = loadConfig({ file: configFile, env: process.env })
+    const workers = slot === undefined ? configuredWorkers(loaded.config) : 1
+    if (workers > 1) {
+      const c = loaded.config
+      return await runPrimary({
+        workers,
+        cacheMaxBytes: c.cache.max_bytes,
+        prometheus: c.serve.prometheus,
+        shutdown: c.serve.shutdown,
+        log: createLogger(c.log.level).child({ role: 'primary', pid: process.pid }),
+      })
+    }
+    if (slot !== undefined) workerLog = createLogger(loaded.config.log.level).child(workerBindings(slot))
+  } catch (err) {
+    if (err instanceof ClusterConfigError) {
+      process.stderr.write(`${err.message}\n`)
+      return 1
+    }
+    return reportLoadError(err)
+  }
+  const signals = slot === undefined ? process : workerSignals()
   let app
   try {
-    app = await startPortcullis({ configFile, env: process.env })
+    app = await startPortcullis({ configFile, env: process.env, ...(workerLog ? { log: workerLog } : {}) })
   } catch (err) {
     return reportLoadError(err)
   }
@@ -105,16 +132,22 @@ async function serve(configFile: string | undefined): Promise<number> {
       { name: 'deps', close: () => disposeDeps(app.deps) },
     ],
     log,
+    process: signals,
   })
+  if (slot !== undefined) announceWorker(slot, app.metrics.registry)
   return new Promise<number>(() => {}) // runs until a signal
 }
 
+// A cluster worker's IPC channel keeps it alive: it has to exit explicitly when `main` ends.
+const exitNow = workerSlot() !== undefined
 main(process.argv.slice(2)).then(
   (code) => {
     if (code !== undefined) process.exitCode = code
+    if (exitNow) process.exit()
   },
   (err: unknown) => {
     process.stderr.write(`portcullis: ${(err as Error).stack ?? String(err)}\n`)
     process.exitCode = 1
+    if (exitNow) process.exit()
   },
 )

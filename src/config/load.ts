@@ -105,6 +105,7 @@ const ENV_LEAVES: readonly (readonly [path: readonly string[], kind: LeafKind])[
   [['serve', 'prometheus', 'metrics_path'], 'string'],
   [['serve', 'shutdown', 'drain'], 'string'],
   [['serve', 'shutdown', 'grace'], 'string'],
+  [['serve', 'workers'], 'number'],
   [['reload', 'enabled'], 'boolean'],
   [['memory_guard', 'enabled'], 'boolean'],
   [['memory_guard', 'soft_heap_bytes'], 'number'],

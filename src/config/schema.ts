@@ -14,6 +14,7 @@ import { MemoryGuardConfigSchema } from '../observability/memory-guard.js'
 import { ReloadConfigSchema } from '../rules/watch.js'
 import { ShutdownConfigSchema } from '../server/lifecycle.js'
 import { PrometheusConfigSchema } from '../observability/metrics-config.js'
+import { WorkersSchema } from '../cluster.js'
 
 const MiB = 1024 * 1024
 
@@ -51,6 +52,8 @@ export const ConfigSchema = z.strictObject({
       shutdown: ShutdownConfigSchema.prefault({}),
       /** The Prometheus endpoint (src/observability/metrics-config.ts). */
       prometheus: PrometheusConfigSchema.prefault({}),
+      /** Worker processes (node:cluster) sharing the ports; the cache budget is divided among them (src/cluster.ts). */
+      workers: WorkersSchema,
     })
     .prefault({}),
   /** Watching and reloading the rule repositories and this file (src/rules/watch.ts). */
