@@ -14,7 +14,7 @@
  * concurrency / rate are seen as they are (no coordinated omission below that).
  *
  * Usage: `node dist/bench/progressive.js [--scenario jwt-cached] [--start 1000] [--step 1000]
- *   [--max 20000] [--step-seconds 5] [--slo-p99-ms 5] [--slo-errors 0.001] [--decision-sample R]
+ *   [--max 20000] [--step-seconds 5] [--warmup 15] [--slo-p99-ms 5] [--slo-errors 0.001] [--decision-sample R]
  *   [--node-arg=…] [--write-results]`
  * @module
  */
@@ -65,6 +65,7 @@ async function main(): Promise<void> {
       step: { type: 'string', default: '1000' },
       max: { type: 'string', default: '20000' },
       'step-seconds': { type: 'string', default: '5' },
+      warmup: { type: 'string', default: '15' },
       concurrency: { type: 'string', default: '200' },
       connections: { type: 'string', default: '4' },
       'slo-p99-ms': { type: 'string', default: '5' },
@@ -114,8 +115,11 @@ async function main(): Promise<void> {
   console.log('| offered RPS | achieved RPS | p50 ms | p99 ms | p99.9 ms | errors | server CPU | RSS MiB | event-loop p99 ms | SLO |')
   console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|')
   try {
-    // Warm-up at the first step's rate (discarded).
-    await runGhz({ ghz: ghz.path, protoset, port: target.port, dataFile: s.ghzData, load: { connections: Number(values.connections), concurrency: Number(values.concurrency), durationS: 2, rps: Number(values.start) }, cpu: 1, outFile: join(outDir, 'warmup.json') })
+    // Warm-up at the first step's rate (discarded): V8 needs 10–20 s of load to optimise the
+    // request path and size its heap; without it the first step measures the JIT, not the server.
+    const warmupS = Number(values.warmup)
+    process.stderr.write(`  warm-up: ${warmupS} s at ${values.start} rps (not recorded)\n`)
+    await runGhz({ ghz: ghz.path, protoset, port: target.port, dataFile: s.ghzData, load: { connections: Number(values.connections), concurrency: Number(values.concurrency), durationS: warmupS, rps: Number(values.start) }, cpu: 1, outFile: join(outDir, 'warmup.json') })
     for (let rate = Number(values.start); rate <= Number(values.max); rate += Number(values.step)) {
       if (target.metricsUrl !== undefined) await scrape(target.metricsUrl) // resets the event-loop histogram
       const meter = new CpuMeter([target.pid]).start(250)

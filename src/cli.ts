@@ -4,6 +4,8 @@
  * The config file may also come from PORTCULLIS_CONFIG.
  * @module
  */
+// First: V8 settings that must be in place before the hot code is compiled.
+import './v8-flags.js'
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from './config/load.js'
 import { createLogger } from './observability/logger.js'

@@ -57,6 +57,7 @@ import {
   type ServerView,
 } from './support.js'
 import { lineChart, type Series } from './svg.js'
+import { pinSelf } from '../ghz/proc.js'
 
 type Variant = 'baseline' | 'ext_authz'
 const LABEL: Record<Variant, string> = { baseline: 'Envoy, no ext_authz', ext_authz: 'Envoy + ext_authz (Portcullis)' }
@@ -82,6 +83,8 @@ interface Options {
   /** Comma-separated JSON files of earlier runs: no load, report and plot from them instead. */
   replot: string[]
   quick: boolean
+  /** Portcullis alone on CPU 1, everything else (Envoy, upstream, load generator, this script) on CPU 0. */
+  pin: boolean
 }
 
 interface RunRecord {
@@ -129,6 +132,7 @@ function options(): Options {
       'node-options': { type: 'string' },
       replot: { type: 'string' },
       quick: { type: 'boolean' },
+      pin: { type: 'boolean' },
     },
   })
   const num = (v: string | undefined, d: number): number => {
@@ -156,6 +160,7 @@ function options(): Options {
     nodeOptions: values['node-options'] ?? '',
     replot: (values.replot ?? '').split(',').filter((f) => f !== ''),
     quick,
+    pin: values.pin === true,
   }
 }
 
@@ -208,7 +213,7 @@ async function oneRun(
     procs.push(upstream)
     let portcullis: Awaited<ReturnType<typeof startPortcullis>> | undefined
     if (variant === 'ext_authz') {
-      portcullis = await startPortcullis({ jwksUrl: ctx.jwksUrl, workers: o.workers, nodeOptions: o.nodeOptions, logFile: join(ctx.tmp, `portcullis-${variant}-${rate}-${rep}.log`) })
+      portcullis = await startPortcullis({ jwksUrl: ctx.jwksUrl, workers: o.workers, nodeOptions: o.nodeOptions, ...(o.pin ? { cpus: '1' } : {}), logFile: join(ctx.tmp, `portcullis-${variant}-${rate}-${rep}.log`) })
       procs.push(portcullis)
     }
     // The no-ext_authz config still names the portcullis cluster (unused); any port will do.
@@ -355,6 +360,7 @@ async function main(): Promise<void> {
   const o = options()
   if (o.replot.length > 0) return replot(o)
   const started = new Date()
+  if (o.pin && !pinSelf(0)) throw new Error('--pin needs taskset (util-linux)')
   const envoyVer = envoyVersion()
   log(`Envoy ${envoyVer}; Node ${process.version}; ${cpus().length} × ${cpuModel()}; load average ${loadAverage()}`)
   const tmp = await mkdtemp(join(tmpdir(), 'portcullis-bench-envoy-run-'))

@@ -175,8 +175,10 @@ export interface PortcullisOptions {
   readonly workers?: number
   /** Where the process' stdout (JSON log lines) goes. */
   readonly logFile: string
-  /** Node options for Portcullis (e.g. `--max-semi-space-size=64`), as NODE_OPTIONS. */
+  /** Node/V8 flags for Portcullis (e.g. `--max-semi-space-size=64`), space-separated. */
   readonly nodeOptions?: string
+  /** CPU list for Portcullis (taskset -c), e.g. "1"; undefined = unpinned. */
+  readonly cpus?: string
 }
 
 /** The rule measured: JWT (RS256, JWKS), allow, header mutator. */
@@ -224,9 +226,16 @@ export async function startPortcullis(o: PortcullisOptions): Promise<Proc & { pi
   await writeFile(join(dir, 'portcullis.yaml'), stringify(portcullisConfig(o)))
   const env: Record<string, string> = {}
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('PORTCULLIS_')) env[k] = v
-  if (o.nodeOptions !== undefined && o.nodeOptions !== '') env['NODE_OPTIONS'] = o.nodeOptions
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', join(dir, 'portcullis.yaml')], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-  const out = createWriteStream(o.logFile)
+  // Passed as node arguments, not NODE_OPTIONS: that refuses most V8 flags (--single-threaded-gc…).
+  const nodeArgs = (o.nodeOptions ?? '').split(/\s+/).filter((a) => a !== '')
+  const argv = [...nodeArgs, CLI, 'serve', '--config', join(dir, 'portcullis.yaml')]
+  // `cpus`: Portcullis (every thread) restricted to these CPUs with taskset, e.g. "1".
+  const child =
+    o.cpus === undefined
+      ? spawn(process.execPath, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('taskset', ['-c', o.cpus, process.execPath, ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  // BENCH_PORTCULLIS_LOG=FILE keeps the server's output (e.g. with --node-options=--trace-gc-nvp).
+  const out = createWriteStream(process.env['BENCH_PORTCULLIS_LOG'] ?? o.logFile)
   const lines: { msg?: string; port?: number; worker_pid?: number; path?: string }[] = []
   createInterface({ input: child.stdout! }).on('line', (l) => {
     out.write(`${l}\n`)
