@@ -19,7 +19,7 @@
  *   random kids costs the IdP at most one request per cooldown; Oathkeeper refetches on every
  *   miss). A caller waits at most `maxWaitMs` and never cancels the fetch for others.
  * - **Keys** are parsed and imported once per fetch (node `createPublicKey`, which validates
- *   them; jose converts each `KeyObject` to a `CryptoKey` once per algorithm and caches it), never
+ *   them; signatures are checked against the `KeyObject` itself, src/credentials/jws.ts), never
  *   per request. Only public asymmetric signature keys are kept: `oct` (symmetric) keys, keys with
  *   `use` other than `sig`, keys whose `key_ops` lack `verify`, unsupported key types or curves,
  *   RSA keys under 2048 bits and malformed keys are skipped (logged). Private members (`d`, …) of
@@ -50,7 +50,7 @@ export const MAX_KEYS = 100
 /** First retry delay after a failed fetch; doubles up to the refresh interval. */
 const FIRST_RETRY_MS = 1000
 
-/** Smallest RSA modulus accepted (jose refuses smaller ones at verification anyway). */
+/** Smallest RSA modulus accepted (src/credentials/jws.ts refuses smaller ones at verification too). */
 const MIN_RSA_BITS = 2048
 
 /** Node clamps timer delays above this to 1 ms. */

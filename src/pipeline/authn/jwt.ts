@@ -24,7 +24,7 @@
  *    refetch, then [`jwt_key_unknown`]. No usable key set (never fetched, or last success older
  *    than `jwks_max_staleness`) in a set that might hold the key → 503 `ERR_UPSTREAM_UNAVAILABLE`
  *    [`jwks_unavailable`].
- * 3. signature with jose `compactVerify` [`jwt_signature`] — before any claim is looked at, so an
+ * 3. signature with node:crypto, synchronously (src/credentials/jws.ts) [`jwt_signature`] — before any claim is looked at, so an
  *    expired token with a bad signature is `jwt_signature` (CVE-2024-51744 shape).
  * 4. claim shapes: payload a JSON object; `exp`, `nbf`, `iat` finite numbers when present; `iss`
  *    a string; `aud` a string or an array of strings [`jwt_claims`]; `sub` a non-empty string
@@ -52,7 +52,6 @@
  * for refresh, staleness, rate limits, size caps and how a provider stops once no rule uses it.
  * @module
  */
-import { compactVerify } from 'jose'
 import { z } from 'zod'
 import { DurationSchema } from '../../config/duration.js'
 import { CacheAbortError, cacheConfigSchema, cacheName, cacheOptionsFrom, credentialKey, estimateBytes } from '../../cache/index.js'
@@ -66,6 +65,7 @@ import {
   type JwksSettings,
   type VerificationKey,
 } from '../../credentials/jwks.js'
+import { verifyJwsSignature } from '../../credentials/jws.js'
 import { PipelineError } from '../errors.js'
 import { defineHandler, NOT_RESPONSIBLE, type Authenticator, type Session } from '../types.js'
 import { grantedScopes, SCOPE_MATCHERS, ScopeStrategySchema, type ScopeMatcher } from './shared/scope.js'
@@ -321,22 +321,14 @@ export const jwt = defineHandler('authn', 'jwt', JwtConfig, (config, deps) => {
     const alg = header['alg']
     if (typeof alg !== 'string' || !algorithms.has(alg) || !isAsymmetricAlgorithm(alg)) throw Denied.of.jwt_alg
     if (Object.hasOwn(header, 'crit')) throw Denied.of.jwt_crit
-    // Without `crit`, jose ignores `b64` (RFC 7797): the payload is always base64url here.
+    // Without `crit`, `b64` (RFC 7797) has no effect: the payload is always base64url here.
     const kid = header['kid']
     if (kid !== undefined && (typeof kid !== 'string' || kid.length > MAX_KID_LENGTH)) throw Denied.of.jwt_malformed
 
     const { key, provider } = await resolveKey(alg, kid, signal)
-    let payload: Uint8Array
-    try {
-      ;({ payload } = await compactVerify(token, key.key, { algorithms: [alg] }))
-    } catch (err) {
-      const code = (err as { code?: unknown } | null)?.code
-      if (code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') throw Denied.of.jwt_signature
-      if (code === 'ERR_JWS_INVALID') throw Denied.of.jwt_malformed
-      if (code === 'ERR_JOSE_ALG_NOT_ALLOWED' || code === 'ERR_JOSE_NOT_SUPPORTED') throw Denied.of.jwt_alg
-      throw Denied.of.jwt_invalid
-    }
-    const claims = parsePayload(payload)
+    // Synchronous node:crypto check (src/credentials/jws.ts); the header, alg and key were checked above.
+    if (!verifyJwsSignature(alg, key.key, token.slice(0, dot2), token.slice(dot2 + 1))) throw Denied.of.jwt_signature
+    const claims = parsePayload(Buffer.from(token.slice(dot1 + 1, dot2), 'base64url'))
     if (claims === undefined) throw Denied.of.jwt_malformed
     return toVerified(claims, provider, key.thumbprint)
   }
