@@ -29,6 +29,7 @@ import { readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { Pool } from 'undici'
 import { Histogram, type HistogramJSON } from './histogram.js'
+import { prng } from '../soak/tokens.js'
 
 export interface OpenLoopConfig {
   /** `http://127.0.0.1:<port>` */
@@ -81,18 +82,6 @@ export type OpenLoopMessage =
   | { readonly type: 'tick'; readonly second: number; readonly sent: number; readonly completed: number; readonly outstanding: number; readonly p99Ms: number }
   | { readonly type: 'done'; readonly result: OpenLoopResult }
   | { readonly type: 'error'; readonly message: string }
-
-/** mulberry32: uniform in [0, 1), seedable. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 export async function runOpenLoop(c: OpenLoopConfig, emit: (m: OpenLoopMessage) => void): Promise<OpenLoopResult> {
   const tokens = JSON.parse(readFileSync(c.tokensFile, 'utf8')) as { hot: string[]; fresh: string[] }
