@@ -22,7 +22,8 @@
  *
  * Options: --rate 6000 --duration 30 --warmup 5 --reps 2 --steps 1000,3000 --step-duration 15
  *          --miss-ratio 0.1 --hot 1000 --connections 64 --workers 1 --quiet-wait 120
- *          --quiet-cores 0.3 --max-other 0.3 --attempts 3 --node-options '' (NODE_OPTIONS for Portcullis)
+ *          --quiet-cores 0.3 --max-other 0.3 --attempts 3 --node-options '' (node/V8 flags for Portcullis, space-separated)
+ *          --pin (Portcullis alone on CPU 1, Envoy, upstream, load generator and this script on CPU 0)
  *          --quick (seconds-long smoke: 500/s, 2 s, no steps; the plot goes to bench/out)
  * @module
  */
@@ -78,7 +79,7 @@ interface Options {
   /** A run during which other processes used more than this many cores is repeated. */
   maxOther: number
   attempts: number
-  /** NODE_OPTIONS for Portcullis. */
+  /** Node/V8 flags for Portcullis (passed as arguments: NODE_OPTIONS refuses most V8 flags). */
   nodeOptions: string
   /** Comma-separated JSON files of earlier runs: no load, report and plot from them instead. */
   replot: string[]
@@ -403,7 +404,7 @@ function report(o: Options, records: readonly RunRecord[], meta: { started: Date
   lines.push(`Run ${meta.started.toISOString()}: Envoy ${meta.envoyVer}, Node ${process.version}, ${cpus().length} × ${cpuModel()}`)
   lines.push(
     `Open loop ${o.rate}/s, ${o.reps} × ${o.duration} s per variant (+${o.warmup} s warm-up each), ${o.connections} connections, ` +
-      `${Math.round(o.missRatio * 100)} % never-seen tokens, ${o.hot} hot tokens (RS256, ${meta.tokenBytes} bytes), Portcullis serve.workers ${o.workers}${o.nodeOptions ? `, NODE_OPTIONS ${o.nodeOptions}` : ''}`,
+      `${Math.round(o.missRatio * 100)} % never-seen tokens, ${o.hot} hot tokens (RS256, ${meta.tokenBytes} bytes), Portcullis serve.workers ${o.workers}${o.nodeOptions ? `, node flags ${o.nodeOptions}` : ''}`,
   )
   lines.push('')
   lines.push('| variant | rate (req/s) | run | achieved | ok / scheduled | p50 ms | p90 ms | p99 ms | p99.9 ms | p99.99 ms | max ms | send lag p99.9 ms | CPU cores envoy / portcullis / upstream / loadgen / other | CPU µs per request envoy / portcullis |')
